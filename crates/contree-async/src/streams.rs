@@ -1,0 +1,77 @@
+//! Lazy listings as `Stream`s: the async face of the shared pagers.
+
+use std::collections::VecDeque;
+
+use contree_core::Result;
+use futures_util::stream::{self, Stream};
+
+use crate::driver::image::Image;
+use crate::driver::images::ListImages;
+
+impl ListImages {
+    /// The listing as a `Stream`, fetching pages on demand.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: contree_async::Contree) -> contree_async::Result<()> {
+    /// use futures_util::TryStreamExt;
+    /// let mut images = client.images().list().tagged(true).stream();
+    /// while let Some(image) = images.try_next().await? {
+    ///     println!("{:?} {:?}", image.uuid(), image.tag());
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn stream(self) -> impl Stream<Item = Result<Image>> + Send + 'static {
+        let state = (self.pager().map_err(Some), VecDeque::new());
+        stream::unfold(state, |(mut pager, mut buffered)| async move {
+            loop {
+                if let Some(image) = buffered.pop_front() {
+                    return Some((Ok(image), (pager, buffered)));
+                }
+                match &mut pager {
+                    Err(e) => return e.take().map(|e| (Err(e), (pager, buffered))),
+                    Ok(p) => match p.next_page().await {
+                        Ok(Some(page)) => buffered.extend(page),
+                        Ok(None) => return None,
+                        Err(e) => return Some((Err(e), (Err(None), buffered))),
+                    },
+                }
+            }
+        })
+    }
+}
+
+impl crate::driver::run::PreparedRun<crate::driver::run::Detached> {
+    /// The run's events as a `Stream`: stdout and stderr chunks as they arrive, the exit, then
+    /// `Finished` with the result image. The run starts when the stream is first polled.
+    pub fn stream(&self) -> impl Stream<Item = Result<crate::driver::process::RunEvent>> + Send + 'static {
+        stream::unfold(Some(self.events()), |state| async move {
+            let mut events = state?;
+            match events.next().await {
+                Ok(Some(e)) => Some((Ok(e), Some(events))),
+                Ok(None) => None,
+                Err(e) => Some((Err(e), None)),
+            }
+        })
+    }
+}
+
+impl std::future::IntoFuture for crate::driver::run::PreparedRun<crate::driver::run::Detached> {
+    type Output = Result<Image>;
+    type IntoFuture = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Image>> + Send + 'static>>;
+
+    /// Awaiting a prepared run executes it. To execute it again, clone it first (or call
+    /// `wait()`, which borrows).
+    fn into_future(self) -> Self::IntoFuture {
+        Box::pin(async move { self.wait().await })
+    }
+}
+
+impl<'a> std::future::IntoFuture for crate::driver::run::PreparedRun<crate::driver::session::SessionTarget<'a>> {
+    type Output = Result<Image>;
+    type IntoFuture = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Image>> + Send + 'a>>;
+
+    /// Awaiting a session run executes it and advances the session.
+    fn into_future(self) -> Self::IntoFuture {
+        Box::pin(self.wait())
+    }
+}

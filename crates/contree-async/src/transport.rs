@@ -1,0 +1,232 @@
+//! The async transport shim: the only place that knows this flavor is async.
+//!
+//! The shared driver calls these items by the same names in both flavors; the blocking
+//! crate's `transport.rs` mirrors this file item for item.
+
+use std::path::Path;
+use std::time::Duration;
+
+use bytes::Bytes;
+use contree_core::{Error, Result};
+use sha2::{Digest, Sha256};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+pub(crate) use reqwest::{Body, Client as HttpClient, ClientBuilder as HttpClientBuilder, RequestBuilder, Response};
+
+/// How long a request may take. Async reqwest only has a *total* per-request timeout, so
+/// streamed bodies get none and are guarded per read in [`next_chunk`] instead.
+pub(crate) fn apply_timeout(req: RequestBuilder, timeout: crate::driver::http::Timeout) -> RequestBuilder {
+    match timeout {
+        crate::driver::http::Timeout::Unary(d) => req.timeout(d),
+        crate::driver::http::Timeout::Streaming { .. } => req,
+    }
+}
+
+/// Any byte source a user can hand us: `tokio::io::AsyncRead`.
+pub type DynRead = Box<dyn AsyncRead + Send + Unpin + 'static>;
+/// Any byte sink a user can hand us: `tokio::io::AsyncWrite`.
+pub type DynWrite = Box<dyn AsyncWrite + Send + Unpin + 'static>;
+
+pub(crate) async fn sleep(d: Duration) {
+    tokio::time::sleep(d).await
+}
+
+/// Next body chunk, or `None` at the end. A broken body is a transport error (the request
+/// was sent), or a timeout.
+pub(crate) async fn next_chunk(resp: &mut Response, idle: Duration) -> Result<Option<Bytes>> {
+    match tokio::time::timeout(idle, resp.chunk()).await {
+        Ok(r) => r.map_err(|e| if e.is_timeout() { Error::timeout(e) } else { Error::transport(true, e) }),
+        Err(elapsed) => Err(Error::timeout(elapsed)),
+    }
+}
+
+/// A streamed request body over an open file: memory stays flat whatever the size.
+pub(crate) async fn file_body(path: &Path) -> Result<Body> {
+    let file =
+        tokio::fs::File::open(path).await.map_err(|e| Error::io(format!("cannot open {}", path.display()), e))?;
+    Ok(Body::wrap_stream(tokio_util::io::ReaderStream::with_capacity(file, 256 * 1024)))
+}
+
+/// SHA-256 and size of a file, read in `chunk`-sized pieces.
+pub(crate) async fn hash_file(path: &Path, chunk: usize) -> Result<(String, u64)> {
+    let mut file =
+        tokio::fs::File::open(path).await.map_err(|e| Error::io(format!("cannot open {}", path.display()), e))?;
+    hash_reader(&mut file, chunk, None).await.map_err(|e| Error::io(format!("cannot read {}", path.display()), e))
+}
+
+/// Hashes a reader, copying it into `copy` when given (used to spool a one-shot reader to disk
+/// so it can be uploaded after the dedup lookup).
+pub(crate) async fn hash_reader<R: AsyncRead + Unpin + ?Sized>(
+    reader: &mut R,
+    chunk: usize,
+    mut copy: Option<&mut tokio::fs::File>,
+) -> std::io::Result<(String, u64)> {
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; chunk.max(4096)];
+    let mut size = 0u64;
+    loop {
+        let n = reader.read(&mut buf).await?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        size += n as u64;
+        if let Some(out) = copy.as_deref_mut() {
+            out.write_all(&buf[..n]).await?;
+        }
+    }
+    if let Some(out) = copy {
+        out.flush().await?;
+    }
+    Ok((hex::encode(hasher.finalize()), size))
+}
+
+/// Spools a one-shot reader into an anonymous temp file, hashing on the way.
+pub(crate) async fn spool_reader(mut reader: DynRead, chunk: usize) -> Result<(tempfile::TempPath, String, u64)> {
+    let tmp = tempfile::NamedTempFile::new().map_err(|e| Error::io("cannot create a temp file", e))?;
+    let (std_file, path) = tmp.into_parts();
+    let mut file = tokio::fs::File::from_std(std_file);
+    let (sha, size) = hash_reader(&mut reader, chunk, Some(&mut file))
+        .await
+        .map_err(|e| Error::io("cannot read the upload source", e))?;
+    Ok((path, sha, size))
+}
+
+/// Reads a whole local file.
+pub(crate) async fn read_file(path: &Path) -> Result<Bytes> {
+    tokio::fs::read(path).await.map(Bytes::from).map_err(|e| Error::io(format!("cannot read {}", path.display()), e))
+}
+
+/// Reads a reader to its end.
+pub(crate) async fn read_all(mut reader: DynRead) -> std::io::Result<Bytes> {
+    let mut buf = Vec::new();
+    reader.read_to_end(&mut buf).await?;
+    Ok(Bytes::from(buf))
+}
+
+/// Writes (creates or truncates) a local file.
+pub(crate) async fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
+    tokio::fs::write(path, bytes).await.map_err(|e| Error::io(format!("cannot write {}", path.display()), e))
+}
+
+/// Writes everything to a user's writer and flushes it.
+pub(crate) async fn write_all(w: &mut DynWrite, bytes: &[u8]) -> std::io::Result<()> {
+    w.write_all(bytes).await?;
+    w.flush().await
+}
+
+/// Uploads a run's files concurrently; results keep their indexes.
+pub(crate) async fn upload_all(
+    files: &crate::driver::files::Files,
+    sources: Vec<(usize, crate::driver::files::UploadSource)>,
+) -> Result<Vec<(usize, crate::driver::files::UploadedFile)>> {
+    let uploads = sources.into_iter().map(|(i, src)| async move { files.upload(src).await.map(|f| (i, f)) });
+    futures_util::future::try_join_all(uploads).await
+}
+
+/// Cancels an operation without blocking the caller (used from `Drop`). Needs a tokio
+/// runtime; without one the operation is left to its server-side timeout.
+pub(crate) fn cancel_in_background(client: crate::driver::client::Client, op_id: String) {
+    match tokio::runtime::Handle::try_current() {
+        Ok(handle) => {
+            handle.spawn(async move {
+                if let Err(e) = crate::driver::operation::cancel(&client, &op_id).await {
+                    tracing::debug!(operation = %op_id, error = %e, "background cancel failed");
+                }
+            });
+        }
+        Err(_) => tracing::warn!(operation = %op_id, "no tokio runtime to cancel the dropped operation"),
+    }
+}
+
+/// Runs a process's event follower on a background task.
+pub(crate) fn spawn_driver(driver: crate::driver::process::ProcessDriver) {
+    tokio::spawn(driver.run());
+}
+
+/// Waits for a process's outcome.
+pub(crate) async fn recv_done<T>(rx: tokio::sync::oneshot::Receiver<T>) -> Option<T> {
+    rx.await.ok()
+}
+
+/// A live output stream of a process (`tokio::io::AsyncRead`), fed by its event stream.
+pub struct PipeReader {
+    rx: tokio::sync::mpsc::UnboundedReceiver<Bytes>,
+    leftover: Bytes,
+}
+
+impl std::fmt::Debug for PipeReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PipeReader").field("buffered", &self.leftover.len()).finish()
+    }
+}
+
+impl PipeReader {
+    pub(crate) fn new(rx: tokio::sync::mpsc::UnboundedReceiver<Bytes>) -> Self {
+        PipeReader { rx, leftover: Bytes::new() }
+    }
+
+    /// The next chunk as the server sent it, or `None` at the end of the stream.
+    pub async fn chunk(&mut self) -> Option<Bytes> {
+        if !self.leftover.is_empty() {
+            return Some(std::mem::take(&mut self.leftover));
+        }
+        self.rx.recv().await
+    }
+}
+
+impl AsyncRead for PipeReader {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        use std::task::Poll;
+        while self.leftover.is_empty() {
+            match self.rx.poll_recv(cx) {
+                Poll::Ready(Some(chunk)) => self.leftover = chunk,
+                Poll::Ready(None) => return Poll::Ready(Ok(())),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        let n = self.leftover.len().min(buf.remaining());
+        let chunk = self.leftover.split_to(n);
+        buf.put_slice(&chunk);
+        Poll::Ready(Ok(()))
+    }
+}
+
+/// A file written under a temporary name and renamed into place on commit.
+pub(crate) struct AtomicFile {
+    file: tokio::fs::File,
+    tmp: tempfile::TempPath,
+    target: std::path::PathBuf,
+}
+
+impl AtomicFile {
+    pub(crate) async fn create(target: &Path) -> Result<AtomicFile> {
+        let dir = match target.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+            _ => std::path::PathBuf::from("."),
+        };
+        let tmp = tempfile::Builder::new()
+            .prefix(".contree-download-")
+            .tempfile_in(&dir)
+            .map_err(|e| Error::io(format!("cannot create a temp file in {}", dir.display()), e))?;
+        let (std_file, tmp) = tmp.into_parts();
+        Ok(AtomicFile { file: tokio::fs::File::from_std(std_file), tmp, target: target.to_path_buf() })
+    }
+
+    pub(crate) async fn write(&mut self, bytes: &[u8]) -> Result<()> {
+        self.file.write_all(bytes).await.map_err(|e| Error::io(format!("cannot write {}", self.target.display()), e))
+    }
+
+    pub(crate) async fn commit(mut self) -> Result<()> {
+        let target = self.target.clone();
+        let io = |e| Error::io(format!("cannot write {}", target.display()), e);
+        self.file.flush().await.map_err(io)?;
+        self.file.sync_all().await.map_err(io)?;
+        self.tmp.persist(&self.target).map_err(|e| io(e.error))?;
+        Ok(())
+    }
+}

@@ -1,0 +1,257 @@
+//! The blocking transport shim: the only place that knows this flavor is blocking.
+//!
+//! Mirrors `contree-async/src/transport.rs` item for item.
+//!
+//! Sharp edge: `reqwest::blocking` panics when called inside a tokio runtime. Call the
+//! blocking client from plain threads (or `tokio::task::spawn_blocking`).
+
+use std::io::{Read, Write};
+use std::path::Path;
+use std::time::Duration;
+
+use bytes::Bytes;
+use contree_core::{Error, Result};
+use sha2::{Digest, Sha256};
+
+pub(crate) use reqwest::blocking::{
+    Body, Client as HttpClient, ClientBuilder as HttpClientBuilder, RequestBuilder, Response,
+};
+
+/// How long a request may take. Blocking reqwest's timeout already applies per read, so a
+/// streamed body simply gets its idle limit here.
+pub(crate) fn apply_timeout(req: RequestBuilder, timeout: crate::driver::http::Timeout) -> RequestBuilder {
+    match timeout {
+        crate::driver::http::Timeout::Unary(d) => req.timeout(d),
+        crate::driver::http::Timeout::Streaming { idle } => req.timeout(idle),
+    }
+}
+
+/// Any byte source a user can hand us: `std::io::Read`.
+pub type DynRead = Box<dyn Read + Send + 'static>;
+/// Any byte sink a user can hand us: `std::io::Write`.
+pub type DynWrite = Box<dyn Write + Send + 'static>;
+
+pub(crate) fn sleep(d: Duration) {
+    std::thread::sleep(d)
+}
+
+/// Next body chunk, or `None` at the end. A broken body is a transport error (the request
+/// was sent), or a timeout.
+pub(crate) fn next_chunk(resp: &mut Response, _idle: Duration) -> Result<Option<Bytes>> {
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        match resp.read(&mut buf) {
+            Ok(0) => return Ok(None),
+            Ok(n) => {
+                buf.truncate(n);
+                return Ok(Some(Bytes::from(buf)));
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => return Err(Error::timeout(e)),
+            Err(e) => {
+                // reqwest::blocking wraps its own errors in io::Error; look inside so a read
+                // timeout is classified the same way in both flavors.
+                let timed_out = e
+                    .get_ref()
+                    .and_then(|inner| inner.downcast_ref::<reqwest::Error>())
+                    .is_some_and(reqwest::Error::is_timeout);
+                return Err(if timed_out { Error::timeout(e) } else { Error::transport(true, e) });
+            }
+        }
+    }
+}
+
+/// A streamed request body over an open file: memory stays flat whatever the size.
+pub(crate) fn file_body(path: &Path) -> Result<Body> {
+    let file = std::fs::File::open(path).map_err(|e| Error::io(format!("cannot open {}", path.display()), e))?;
+    Ok(Body::new(file))
+}
+
+/// SHA-256 and size of a file, read in `chunk`-sized pieces.
+pub(crate) fn hash_file(path: &Path, chunk: usize) -> Result<(String, u64)> {
+    let mut file = std::fs::File::open(path).map_err(|e| Error::io(format!("cannot open {}", path.display()), e))?;
+    hash_reader(&mut file, chunk, None).map_err(|e| Error::io(format!("cannot read {}", path.display()), e))
+}
+
+/// Hashes a reader, copying it into `copy` when given.
+pub(crate) fn hash_reader<R: Read + ?Sized>(
+    reader: &mut R,
+    chunk: usize,
+    mut copy: Option<&mut std::fs::File>,
+) -> std::io::Result<(String, u64)> {
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; chunk.max(4096)];
+    let mut size = 0u64;
+    loop {
+        let n = match reader.read(&mut buf) {
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        size += n as u64;
+        if let Some(out) = copy.as_deref_mut() {
+            out.write_all(&buf[..n])?;
+        }
+    }
+    if let Some(out) = copy {
+        out.flush()?;
+    }
+    Ok((hex::encode(hasher.finalize()), size))
+}
+
+/// Spools a one-shot reader into a temp file, hashing on the way.
+pub(crate) fn spool_reader(mut reader: DynRead, chunk: usize) -> Result<(tempfile::TempPath, String, u64)> {
+    let tmp = tempfile::NamedTempFile::new().map_err(|e| Error::io("cannot create a temp file", e))?;
+    let (mut file, path) = tmp.into_parts();
+    let (sha, size) =
+        hash_reader(&mut reader, chunk, Some(&mut file)).map_err(|e| Error::io("cannot read the upload source", e))?;
+    Ok((path, sha, size))
+}
+
+/// Reads a whole local file.
+pub(crate) fn read_file(path: &Path) -> Result<Bytes> {
+    std::fs::read(path).map(Bytes::from).map_err(|e| Error::io(format!("cannot read {}", path.display()), e))
+}
+
+/// Reads a reader to its end.
+pub(crate) fn read_all(mut reader: DynRead) -> std::io::Result<Bytes> {
+    let mut buf = Vec::new();
+    reader.read_to_end(&mut buf)?;
+    Ok(Bytes::from(buf))
+}
+
+/// Writes (creates or truncates) a local file.
+pub(crate) fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
+    std::fs::write(path, bytes).map_err(|e| Error::io(format!("cannot write {}", path.display()), e))
+}
+
+/// Writes everything to a user's writer and flushes it.
+pub(crate) fn write_all(w: &mut DynWrite, bytes: &[u8]) -> std::io::Result<()> {
+    w.write_all(bytes)?;
+    w.flush()
+}
+
+/// Uploads a run's files concurrently, one scoped thread each; results keep their indexes.
+pub(crate) fn upload_all(
+    files: &crate::driver::files::Files,
+    sources: Vec<(usize, crate::driver::files::UploadSource)>,
+) -> Result<Vec<(usize, crate::driver::files::UploadedFile)>> {
+    if sources.len() <= 1 {
+        return sources.into_iter().map(|(i, src)| files.upload(src).map(|f| (i, f))).collect();
+    }
+    std::thread::scope(|scope| {
+        let handles: Vec<_> =
+            sources.into_iter().map(|(i, src)| scope.spawn(move || files.upload(src).map(|f| (i, f)))).collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join().unwrap_or_else(|_| Err(Error::io("upload thread panicked", std::io::Error::other("panic"))))
+            })
+            .collect()
+    })
+}
+
+/// Cancels an operation on a short-lived thread, so `Drop` never blocks.
+pub(crate) fn cancel_in_background(client: crate::driver::client::Client, op_id: String) {
+    let spawned = std::thread::Builder::new().name("contree-cancel".into()).spawn(move || {
+        if let Err(e) = crate::driver::operation::cancel(&client, &op_id) {
+            tracing::debug!(operation = %op_id, error = %e, "background cancel failed");
+        }
+    });
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "could not start a thread to cancel a dropped operation");
+    }
+}
+
+/// Runs a process's event follower on a background thread.
+pub(crate) fn spawn_driver(driver: crate::driver::process::ProcessDriver) {
+    let spawned = std::thread::Builder::new().name("contree-popen".into()).spawn(move || driver.run());
+    if let Err(e) = spawned {
+        // Without the thread the process's outcome channel closes, and wait() reports it.
+        tracing::warn!(error = %e, "could not start the popen follower thread");
+    }
+}
+
+/// Waits for a process's outcome.
+pub(crate) fn recv_done<T>(rx: tokio::sync::oneshot::Receiver<T>) -> Option<T> {
+    rx.blocking_recv().ok()
+}
+
+/// A live output stream of a process (`std::io::Read`), fed by its event stream.
+pub struct PipeReader {
+    rx: tokio::sync::mpsc::UnboundedReceiver<Bytes>,
+    leftover: Bytes,
+}
+
+impl std::fmt::Debug for PipeReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PipeReader").field("buffered", &self.leftover.len()).finish()
+    }
+}
+
+impl PipeReader {
+    pub(crate) fn new(rx: tokio::sync::mpsc::UnboundedReceiver<Bytes>) -> Self {
+        PipeReader { rx, leftover: Bytes::new() }
+    }
+
+    /// The next chunk as the server sent it, or `None` at the end of the stream.
+    pub fn chunk(&mut self) -> Option<Bytes> {
+        if !self.leftover.is_empty() {
+            return Some(std::mem::take(&mut self.leftover));
+        }
+        self.rx.blocking_recv()
+    }
+}
+
+impl Read for PipeReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.leftover.is_empty() {
+            match self.rx.blocking_recv() {
+                Some(chunk) => self.leftover = chunk,
+                None => return Ok(0),
+            }
+        }
+        let n = self.leftover.len().min(buf.len());
+        buf[..n].copy_from_slice(&self.leftover.split_to(n));
+        Ok(n)
+    }
+}
+
+/// A file written under a temporary name and renamed into place on commit.
+pub(crate) struct AtomicFile {
+    file: std::fs::File,
+    tmp: tempfile::TempPath,
+    target: std::path::PathBuf,
+}
+
+impl AtomicFile {
+    pub(crate) fn create(target: &Path) -> Result<AtomicFile> {
+        let dir = match target.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+            _ => std::path::PathBuf::from("."),
+        };
+        let tmp = tempfile::Builder::new()
+            .prefix(".contree-download-")
+            .tempfile_in(&dir)
+            .map_err(|e| Error::io(format!("cannot create a temp file in {}", dir.display()), e))?;
+        let (file, tmp) = tmp.into_parts();
+        Ok(AtomicFile { file, tmp, target: target.to_path_buf() })
+    }
+
+    pub(crate) fn write(&mut self, bytes: &[u8]) -> Result<()> {
+        self.file.write_all(bytes).map_err(|e| Error::io(format!("cannot write {}", self.target.display()), e))
+    }
+
+    pub(crate) fn commit(mut self) -> Result<()> {
+        let target = self.target.clone();
+        let io = |e| Error::io(format!("cannot write {}", target.display()), e);
+        self.file.flush().map_err(io)?;
+        self.file.sync_all().map_err(io)?;
+        self.tmp.persist(&self.target).map_err(|e| io(e.error))?;
+        Ok(())
+    }
+}

@@ -1,0 +1,161 @@
+//! The client: configuration, the pooled HTTP client, and the entry points to every area.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use contree_core::models::WhoAmIResponse;
+use contree_core::{ContreeConfig, Result, RetryPolicy, Secret};
+use reqwest::Method;
+
+use super::files::Files;
+use super::http::Http;
+use super::images::Images;
+
+/// A Contree client. Cheap to clone: clones share one connection pool.
+#[derive(Clone)]
+pub struct Client {
+    pub(crate) inner: Arc<ClientInner>,
+}
+
+pub(crate) struct ClientInner {
+    pub(crate) http: Http,
+    pub(crate) config: ContreeConfig,
+    whoami: Mutex<Option<WhoAmIResponse>>,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("base_url", &self.inner.http.api().base())
+            .field("project", &self.inner.config.project)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Client {
+    /// A client for `config`. Fails with a Config error when no token is set, or an
+    /// InvalidArgument error for a bad base URL.
+    pub fn new(config: ContreeConfig) -> Result<Self> {
+        let http = Http::new(&config)?;
+        Ok(Client { inner: Arc::new(ClientInner { http, config, whoami: Mutex::new(None) }) })
+    }
+
+    /// A client configured the way the official tools are: environment variables
+    /// (`CONTREE_TOKEN`, `CONTREE_URL`, `CONTREE_PROJECT`, `NEBIUS_API_KEY`, …) over the active
+    /// profile of `$CONTREE_HOME/auth.ini` (written by `contree auth`).
+    pub fn from_env() -> Result<Self> {
+        Client::new(ContreeConfig::from_env()?)
+    }
+
+    /// A builder starting from the default configuration (no environment lookup).
+    pub fn builder() -> ClientBuilder {
+        ClientBuilder { config: ContreeConfig::default() }
+    }
+
+    /// The configuration in use (the token is redacted in its `Debug`).
+    pub fn config(&self) -> &ContreeConfig {
+        &self.inner.config
+    }
+
+    /// The base URL, without the `/v1` suffix.
+    pub fn base_url(&self) -> &str {
+        self.inner.http.api().base()
+    }
+
+    /// Who the token belongs to, its permissions and limits (`GET /v1/whoami`). The answer is
+    /// cached; see [`Client::cached_whoami`].
+    #[crate::maybe]
+    pub async fn whoami(&self) -> Result<WhoAmIResponse> {
+        let http = &self.inner.http;
+        let me: WhoAmIResponse = http.json(&http.call(Method::GET, &["whoami"])).await?;
+        if let Some(exp) = me.token_expiration {
+            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+            let left = Duration::from_secs((exp.max(0) as u64).saturating_sub(now.as_secs()));
+            if left < self.inner.config.token_expiration_warning_threshold {
+                tracing::warn!(seconds_left = left.as_secs(), "the Contree token expires soon");
+            }
+        }
+        *self.inner.whoami.lock().unwrap_or_else(|p| p.into_inner()) = Some(me.clone());
+        Ok(me)
+    }
+
+    /// The last [`Client::whoami`] answer, without a request.
+    pub fn cached_whoami(&self) -> Option<WhoAmIResponse> {
+        self.inner.whoami.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Images: list, look up, import, tag.
+    pub fn images(&self) -> Images {
+        Images::new(self.clone())
+    }
+
+    /// Content-addressed file uploads.
+    pub fn files(&self) -> Files {
+        Files::new(self.clone())
+    }
+
+    pub(crate) fn http(&self) -> &Http {
+        &self.inner.http
+    }
+}
+
+/// Builds a client from explicit settings. Finish with [`ClientBuilder::build`].
+#[derive(Debug, Clone)]
+pub struct ClientBuilder {
+    config: ContreeConfig,
+}
+
+impl ClientBuilder {
+    /// Starts from a whole configuration (e.g. `ContreeConfig::from_env()?`).
+    pub fn config(mut self, config: ContreeConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// The API base URL, with any path prefix (`https://host/sandboxes`).
+    pub fn base_url(mut self, url: impl Into<String>) -> Self {
+        self.config.base_url = url.into();
+        self
+    }
+
+    /// The bearer token.
+    pub fn token(mut self, token: impl Into<String>) -> Self {
+        self.config.token = Some(Secret::from(token.into()));
+        self
+    }
+
+    /// The Nebius project id, sent as the `Project` header.
+    pub fn project(mut self, project: impl Into<String>) -> Self {
+        self.config.project = Some(project.into());
+        self
+    }
+
+    /// The limit for one small request/response (streams are limited per read instead).
+    pub fn transport_timeout(mut self, timeout: Duration) -> Self {
+        self.config.transport_timeout = timeout;
+        self
+    }
+
+    /// The limit for establishing a connection.
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.config.connect_timeout = timeout;
+        self
+    }
+
+    /// How failed requests are retried.
+    pub fn retry(mut self, policy: RetryPolicy) -> Self {
+        self.config.retry = policy;
+        self
+    }
+
+    /// The default client-side deadline of runs and imports.
+    pub fn operation_timeout(mut self, timeout: Duration) -> Self {
+        self.config.operation_timeout = timeout;
+        self
+    }
+
+    /// Builds the client.
+    pub fn build(self) -> Result<Client> {
+        Client::new(self.config)
+    }
+}

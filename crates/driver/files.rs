@@ -1,0 +1,184 @@
+//! Content-addressed file uploads.
+//!
+//! Every upload hashes its source with SHA-256 first (streaming, in
+//! `config.file_upload_chunk_size` pieces), asks `GET /files/{sha256}`, and only `POST`s the
+//! bytes on 404. Bodies are streamed from disk, so memory stays flat whatever the file size; a
+//! one-shot reader is spooled to a temp file while it is hashed.
+
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+use contree_core::models::{FileInfo, FileResponse, FilesListResponse};
+use contree_core::{Error, Result, validate};
+use reqwest::Method;
+use sha2::{Digest, Sha256};
+
+use super::client::Client;
+use super::http::Payload;
+use crate::transport::{self, DynRead};
+
+/// The file as the server stores it, after an upload.
+pub type UploadedFile = FileResponse;
+
+/// Where upload bytes come from: a local path, bytes in memory, or any reader.
+pub enum UploadSource {
+    /// A local file, streamed from disk.
+    Path(PathBuf),
+    /// Bytes in memory.
+    Bytes(Bytes),
+    /// A one-shot reader (spooled to a temp file so it can be hashed before the upload).
+    Reader(DynRead),
+}
+
+impl std::fmt::Debug for UploadSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            UploadSource::Path(p) => f.debug_tuple("Path").field(p).finish(),
+            UploadSource::Bytes(b) => f.debug_tuple("Bytes").field(&format_args!("{} bytes", b.len())).finish(),
+            UploadSource::Reader(_) => f.write_str("Reader(..)"),
+        }
+    }
+}
+
+impl UploadSource {
+    /// A reader as the source.
+    pub fn reader(reader: impl Into<DynRead>) -> Self {
+        UploadSource::Reader(reader.into())
+    }
+}
+
+impl From<&Path> for UploadSource {
+    fn from(p: &Path) -> Self {
+        UploadSource::Path(p.to_path_buf())
+    }
+}
+impl From<PathBuf> for UploadSource {
+    fn from(p: PathBuf) -> Self {
+        UploadSource::Path(p)
+    }
+}
+impl From<&PathBuf> for UploadSource {
+    fn from(p: &PathBuf) -> Self {
+        UploadSource::Path(p.clone())
+    }
+}
+impl From<Vec<u8>> for UploadSource {
+    fn from(b: Vec<u8>) -> Self {
+        UploadSource::Bytes(Bytes::from(b))
+    }
+}
+impl From<Bytes> for UploadSource {
+    fn from(b: Bytes) -> Self {
+        UploadSource::Bytes(b)
+    }
+}
+impl From<&'static [u8]> for UploadSource {
+    fn from(b: &'static [u8]) -> Self {
+        UploadSource::Bytes(Bytes::from_static(b))
+    }
+}
+
+/// The files area of the API. Get it with `client.files()`.
+#[derive(Debug, Clone)]
+pub struct Files {
+    client: Client,
+}
+
+impl Files {
+    pub(crate) fn new(client: Client) -> Self {
+        Files { client }
+    }
+
+    /// Uploads unless the server already has the same content; returns the stored file.
+    #[crate::maybe]
+    pub async fn upload(&self, source: impl Into<UploadSource>) -> Result<UploadedFile> {
+        let chunk = self.client.config().file_upload_chunk_size.max(4096);
+        match source.into() {
+            UploadSource::Path(path) => {
+                check_local_file(&path)?;
+                let (sha, size) = transport::hash_file(&path, chunk).await?;
+                self.upload_hashed(sha, size, Payload::File(path)).await
+            }
+            UploadSource::Bytes(bytes) => {
+                let sha = hex::encode(Sha256::digest(&bytes));
+                let size = bytes.len() as u64;
+                self.upload_hashed(sha, size, Payload::Bytes(bytes)).await
+            }
+            UploadSource::Reader(reader) => {
+                let (tmp, sha, size) = transport::spool_reader(reader, chunk).await?;
+                let out = self.upload_hashed(sha, size, Payload::File(tmp.to_path_buf())).await;
+                drop(tmp);
+                out
+            }
+        }
+    }
+
+    #[crate::maybe]
+    async fn upload_hashed(&self, sha: String, size: u64, payload: Payload) -> Result<UploadedFile> {
+        match self.get(&sha).await {
+            Ok(info) => {
+                tracing::debug!(sha256 = %sha, "file already on the server; upload skipped");
+                return Ok(FileResponse { uuid: info.uuid, sha256: info.sha256, size: info.size });
+            }
+            Err(e) if e.is_not_found() => {}
+            Err(e) => return Err(e),
+        }
+        let http = self.client.http();
+        let mut call = http.call(Method::POST, &["files"]).payload(payload);
+        call.timeout = http.streaming();
+        let stored: FileResponse = http.json(&call).await?;
+        if !stored.sha256.eq_ignore_ascii_case(&sha) {
+            return Err(Error::decode(
+                format!(
+                    "the server stored sha256 {} for content hashed as {sha} ({size} bytes): the file changed during the upload",
+                    stored.sha256
+                ),
+                std::fmt::Error,
+            ));
+        }
+        Ok(stored)
+    }
+
+    /// The stored file with this content hash (`GET /files/{sha256}`).
+    #[crate::maybe]
+    pub async fn get(&self, sha256: &str) -> Result<FileInfo> {
+        validate::sha256("sha256", sha256)?;
+        let http = self.client.http();
+        http.json(&http.call(Method::GET, &["files", &sha256.to_ascii_lowercase()])).await
+    }
+
+    /// Whether the server has this content (`HEAD /files/{sha256}`).
+    #[crate::maybe]
+    pub async fn exists(&self, sha256: &str) -> Result<bool> {
+        validate::sha256("sha256", sha256)?;
+        let http = self.client.http();
+        match http.unit(&http.call(Method::HEAD, &["files", &sha256.to_ascii_lowercase()])).await {
+            Ok(()) => Ok(true),
+            Err(e) if e.is_not_found() => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// One page of stored files (`GET /files`), `limit` in 1..=1000.
+    #[crate::maybe]
+    pub async fn list(&self, limit: u32, offset: u64) -> Result<Vec<FileInfo>> {
+        validate::page_limit("limit", limit)?;
+        let http = self.client.http();
+        let call = http.call_with_query(
+            Method::GET,
+            &["files"],
+            [("limit", limit.to_string()), ("offset", offset.to_string())],
+        );
+        let page: FilesListResponse = http.json(&call).await?;
+        Ok(page.files)
+    }
+}
+
+/// A missing or unreadable local file is the caller's mistake: say so before any request.
+pub(crate) fn check_local_file(path: &Path) -> Result<()> {
+    match std::fs::metadata(path) {
+        Ok(m) if m.is_file() => Ok(()),
+        Ok(_) => Err(Error::invalid_argument("source", format!("{} is not a regular file", path.display()))),
+        Err(e) => Err(Error::invalid_argument("source", format!("{}: {e}", path.display()))),
+    }
+}

@@ -1,0 +1,303 @@
+//! HTTP execution shared by both flavors: auth headers, timeouts, retries, error mapping and
+//! tracing. Everything flavor-specific goes through `crate::transport`.
+//!
+//! Sharp edges:
+//! - Redirects are never followed: `GET /inspect/?tag=` answers 302 and we read `Location`.
+//! - Only bodies that can be rebuilt (JSON, bytes, files on disk) are retried; a POST that may
+//!   have reached the server is never replayed except on 425/429 (see `contree_core::retry`).
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::Bytes;
+use contree_core::retry::{Failure, RetryDecision};
+use contree_core::{ApiUrl, ContreeConfig, Error, Result, RetryPolicy};
+use reqwest::Method;
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use url::Url;
+
+use crate::transport::{self, HttpClient, HttpClientBuilder, Response};
+
+/// How long one request may take.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Timeout {
+    /// A small request/response: the whole exchange is bounded.
+    Unary(Duration),
+    /// A streamed body (SSE, downloads, uploads): each read is bounded, not the whole.
+    Streaming { idle: Duration },
+}
+
+/// A request body that can be rebuilt for every attempt.
+#[derive(Debug, Clone)]
+pub(crate) enum Payload {
+    Empty,
+    Json(Bytes),
+    Bytes(Bytes),
+    /// Streamed from disk; reopened on each attempt so retries resend the whole file.
+    File(PathBuf),
+}
+
+/// One API call, described before it is sent.
+#[derive(Debug, Clone)]
+pub(crate) struct Call {
+    pub method: Method,
+    pub url: Url,
+    pub payload: Payload,
+    pub timeout: Timeout,
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+    /// Whether a resend is safe even if the server saw the first one.
+    pub idempotent: bool,
+}
+
+impl Call {
+    pub fn new(method: Method, url: Url, timeout: Timeout) -> Self {
+        let idempotent = contree_core::retry::is_idempotent_method(method.as_str());
+        Call { method, url, payload: Payload::Empty, timeout, headers: Vec::new(), idempotent }
+    }
+
+    pub fn json<B: Serialize + ?Sized>(mut self, body: &B) -> Result<Self> {
+        let bytes = serde_json::to_vec(body).map_err(|e| Error::decode("cannot encode the request body", e))?;
+        self.payload = Payload::Json(Bytes::from(bytes));
+        Ok(self)
+    }
+
+    pub fn payload(mut self, payload: Payload) -> Self {
+        self.payload = payload;
+        self
+    }
+
+    pub fn header(mut self, name: &'static str, value: HeaderValue) -> Self {
+        self.headers.push((HeaderName::from_static(name), value));
+        self
+    }
+}
+
+/// The pooled HTTP client of one `Contree`, with its base URL and retry policy.
+#[derive(Clone)]
+pub(crate) struct Http {
+    client: HttpClient,
+    api: ApiUrl,
+    retry: RetryPolicy,
+    unary: Duration,
+}
+
+impl std::fmt::Debug for Http {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The default headers hold the token: never print the client itself.
+        f.debug_struct("Http").field("api", &self.api).finish_non_exhaustive()
+    }
+}
+
+impl Http {
+    pub fn new(config: &ContreeConfig) -> Result<Self> {
+        let api = config.api_url()?;
+        let mut headers = HeaderMap::new();
+        for (name, value) in config.auth_headers()? {
+            let mut value = HeaderValue::from_str(&value).map_err(|_| {
+                Error::invalid_argument(
+                    if name == "authorization" { "token" } else { "project" },
+                    "contains characters that are not allowed in an HTTP header",
+                )
+            })?;
+            value.set_sensitive(true);
+            headers.insert(HeaderName::from_static(name), value);
+        }
+        let client = HttpClientBuilder::new()
+            .default_headers(headers)
+            .user_agent(config.user_agent())
+            .gzip(true)
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(config.connect_timeout)
+            .pool_idle_timeout(Duration::from_secs(90))
+            .build()
+            .map_err(|e| Error::config("cannot build the HTTP client").with_source(e))?;
+        Ok(Http { client, api, retry: config.retry.clone(), unary: config.transport_timeout })
+    }
+
+    pub fn api(&self) -> &ApiUrl {
+        &self.api
+    }
+
+    pub fn unary(&self) -> Timeout {
+        Timeout::Unary(self.unary)
+    }
+
+    /// The idle limit for streamed bodies: long enough to outlast server keepalives.
+    pub fn streaming(&self) -> Timeout {
+        Timeout::Streaming { idle: self.unary.max(Duration::from_secs(90)) }
+    }
+
+    pub fn idle_limit(&self) -> Duration {
+        match self.streaming() {
+            Timeout::Streaming { idle } => idle,
+            Timeout::Unary(d) => d,
+        }
+    }
+
+    pub fn call(&self, method: Method, segments: &[&str]) -> Call {
+        Call::new(method, self.api.endpoint(segments), self.unary())
+    }
+
+    pub fn call_with_query<'a>(
+        &self,
+        method: Method,
+        segments: &[&str],
+        query: impl IntoIterator<Item = (&'a str, String)>,
+    ) -> Call {
+        Call::new(method, self.api.endpoint_with_query(segments, query), self.unary())
+    }
+
+    /// Sends `call`, retrying per the policy, and returns the raw response when its status is
+    /// 2xx or 3xx. Any other status becomes an `Error` carrying the server's message.
+    #[crate::maybe]
+    pub async fn send(&self, call: &Call) -> Result<Response> {
+        let mut attempts = 0u32;
+        loop {
+            attempts += 1;
+            let started = Instant::now();
+            let outcome = self.send_once(call).await;
+            let elapsed_ms = started.elapsed().as_millis() as u64;
+            let (failure, error_response) = match outcome {
+                Ok(resp) if resp.status().is_success() || resp.status().is_redirection() => {
+                    tracing::debug!(method = %call.method, url = %call.url, status = resp.status().as_u16(), elapsed_ms, attempts, "contree request");
+                    return Ok(resp);
+                }
+                Ok(resp) => {
+                    let status = resp.status().as_u16();
+                    tracing::debug!(method = %call.method, url = %call.url, status, elapsed_ms, attempts, "contree request failed");
+                    (Failure::Status { status, retry_after: retry_after(&resp) }, Ok(resp))
+                }
+                Err(Attempt::Fatal(err)) => return Err(err),
+                Err(Attempt::Failed(failure, err)) => {
+                    tracing::debug!(method = %call.method, url = %call.url, elapsed_ms, attempts, error = %err, "contree request failed");
+                    (failure, Err(err))
+                }
+            };
+            match self.retry.decide(attempts, call.idempotent, &failure, rand::random::<f64>()) {
+                RetryDecision::RetryAfter(delay) => transport::sleep(delay).await,
+                RetryDecision::GiveUp => {
+                    return Err(match error_response {
+                        Ok(resp) => self.status_error(call, resp).await,
+                        Err(err) => err,
+                    });
+                }
+            }
+        }
+    }
+
+    #[crate::maybe]
+    async fn send_once(&self, call: &Call) -> std::result::Result<Response, Attempt> {
+        let mut req = self.client.request(call.method.clone(), call.url.clone());
+        for (name, value) in &call.headers {
+            req = req.header(name.clone(), value.clone());
+        }
+        req = match &call.payload {
+            Payload::Empty => req,
+            Payload::Json(bytes) => req.header(reqwest::header::CONTENT_TYPE, "application/json").body(bytes.clone()),
+            Payload::Bytes(bytes) => {
+                req.header(reqwest::header::CONTENT_TYPE, "application/octet-stream").body(bytes.clone())
+            }
+            Payload::File(path) => {
+                let body = transport::file_body(path).await.map_err(Attempt::Fatal)?;
+                req.header(reqwest::header::CONTENT_TYPE, "application/octet-stream").body(body)
+            }
+        };
+        req = transport::apply_timeout(req, call.timeout);
+        req.send().await.map_err(|e| {
+            let (failure, err) = classify(e);
+            Attempt::Failed(failure, err.with_request(call.method.as_str(), redact_url(&call.url)))
+        })
+    }
+
+    /// Turns a non-2xx response into an `Error`, reading the `{error, status}` body if any.
+    #[crate::maybe]
+    pub async fn status_error(&self, call: &Call, resp: Response) -> Error {
+        let status = resp.status().as_u16();
+        let retry_after = retry_after(&resp);
+        let body = resp.bytes().await.unwrap_or_default();
+        let message = error_message(status, &body);
+        Error::from_status(status, message, retry_after).with_request(call.method.as_str(), redact_url(&call.url))
+    }
+
+    /// Sends and decodes a JSON answer.
+    #[crate::maybe]
+    pub async fn json<T: DeserializeOwned>(&self, call: &Call) -> Result<T> {
+        let resp = self.send(call).await?;
+        let body =
+            resp.bytes().await.map_err(|e| classify(e).1.with_request(call.method.as_str(), redact_url(&call.url)))?;
+        decode_json(call, &body)
+    }
+
+    /// Sends and ignores the body (any 2xx).
+    #[crate::maybe]
+    pub async fn unit(&self, call: &Call) -> Result<()> {
+        let resp = self.send(call).await?;
+        let _ = resp.bytes().await;
+        Ok(())
+    }
+}
+
+/// Why one attempt did not produce a response.
+enum Attempt {
+    /// Failed in a way the retry policy may want to repeat.
+    Failed(Failure, Error),
+    /// Failed before anything was sent, for a reason a retry cannot fix (a local file).
+    Fatal(Error),
+}
+
+/// The server's `Retry-After`, if it sent a usable one.
+pub(crate) fn retry_after(resp: &Response) -> Option<Duration> {
+    resp.headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| contree_core::retry::parse_retry_after(v, SystemTime::now()))
+}
+
+/// Decodes a JSON body, naming the endpoint when it does not parse.
+pub(crate) fn decode_json<T: DeserializeOwned>(call: &Call, body: &[u8]) -> Result<T> {
+    serde_json::from_slice(body).map_err(|e| {
+        Error::decode(format!("unexpected response from {} {}", call.method, call.url.path()), e)
+            .with_request(call.method.as_str(), redact_url(&call.url))
+    })
+}
+
+/// reqwest's error, classified for the retry policy and mapped to ours.
+pub(crate) fn classify(e: reqwest::Error) -> (Failure, Error) {
+    if e.is_timeout() {
+        (Failure::Timeout, Error::timeout(e))
+    } else if e.is_connect() {
+        (Failure::Connect, Error::transport(false, e))
+    } else if e.is_builder() {
+        (Failure::Timeout, Error::invalid_argument("url", e))
+    } else if e.is_decode() {
+        (Failure::Transport, Error::decode("cannot decode the response body", e))
+    } else {
+        (Failure::Transport, Error::transport(true, e))
+    }
+}
+
+/// URLs never carry credentials here, but a query may carry a user's path; keep it, it is
+/// needed to understand the failure. This is the one place to change if that ever changes.
+pub(crate) fn redact_url(url: &Url) -> String {
+    url.as_str().to_string()
+}
+
+/// The server's `error` text, or the raw body (truncated) when it is not our JSON.
+fn error_message(status: u16, body: &[u8]) -> String {
+    if let Ok(parsed) = serde_json::from_slice::<contree_core::models::ErrorBody>(body) {
+        return parsed.message();
+    }
+    let text = String::from_utf8_lossy(body);
+    let text = text.trim();
+    if text.is_empty() {
+        reqwest::StatusCode::from_u16(status)
+            .ok()
+            .and_then(|s| s.canonical_reason())
+            .unwrap_or("request failed")
+            .to_string()
+    } else {
+        text.chars().take(512).collect()
+    }
+}

@@ -1,0 +1,457 @@
+//! Images: listing, lookup by tag or uuid, import from registries, tagging.
+
+use std::time::Duration;
+
+use contree_core::models::{Image as ImageModel, ImageImportRequest, ImageListResponse, OperationResponse};
+use contree_core::{
+    ApiUrl, Error, ImageKind, ImageRef, IntoImageRef, OciReference, Result, Secret, TimeFilter, validate,
+};
+use reqwest::Method;
+use uuid::Uuid;
+
+use super::client::Client;
+use super::image::Image;
+
+/// The images area of the API. Get it with `client.images()`.
+#[derive(Debug, Clone)]
+pub struct Images {
+    client: Client,
+}
+
+impl Images {
+    pub(crate) fn new(client: Client) -> Self {
+        Images { client }
+    }
+
+    /// Lists images. Set filters on the returned builder, then `send()` for a `Vec`, or
+    /// iterate lazily page by page (a `Stream` in async, an `Iterator` in blocking).
+    pub fn list(&self) -> ListImages {
+        ListImages {
+            client: self.client.clone(),
+            error: None,
+            tagged: false,
+            tag_prefix: None,
+            kind: None,
+            uuid: None,
+            since: None,
+            until: None,
+            limit: None,
+            page_size: self.client.config().images_list_batch_size.clamp(1, 1000),
+        }
+    }
+
+    /// An image by UUID or tag, without any request: a tag is resolved by the server when the
+    /// image runs. OCI references are normalized (`docker://docker.io/library/ubuntu:latest`
+    /// and `ubuntu:latest` name the same tag).
+    pub fn use_image(&self, reference: impl IntoImageRef) -> Result<Image> {
+        Ok(Image::from_ref(self.client.clone(), reference.into_image_ref()?))
+    }
+
+    /// Like [`Images::use_image`], but checks that the image exists (NotFound otherwise).
+    #[crate::maybe]
+    pub async fn use_image_strict(&self, reference: impl IntoImageRef) -> Result<Image> {
+        match reference.into_image_ref()? {
+            ImageRef::Uuid(u) => self.get_by_uuid(u).await,
+            ImageRef::Tag(t) => self.get_by_tag(&t).await,
+        }
+    }
+
+    /// The image with this UUID (`GET /inspect/{uuid}/`).
+    #[crate::maybe]
+    pub async fn get_by_uuid(&self, uuid: impl IntoUuid) -> Result<Image> {
+        let uuid = uuid.into_uuid("uuid")?;
+        let http = self.client.http();
+        let m: ImageModel = http.json(&http.call(Method::GET, &["inspect", &uuid.to_string(), ""])).await?;
+        Ok(Image::from_model(self.client.clone(), m))
+    }
+
+    /// The image holding this tag. Reads the 302 of `GET /inspect/?tag=` (never followed),
+    /// then fetches the image.
+    #[crate::maybe]
+    pub async fn get_by_tag(&self, tag: &str) -> Result<Image> {
+        let uuid = self.resolve_tag(tag).await?;
+        let mut image = self.get_by_uuid(uuid).await?;
+        if image.tag.is_none() {
+            image.tag = Some(tag.to_string());
+        }
+        Ok(image)
+    }
+
+    /// The UUID of the image holding `tag`, from the `Location` of `GET /inspect/?tag=`.
+    #[crate::maybe]
+    pub(crate) async fn resolve_tag(&self, tag: &str) -> Result<Uuid> {
+        validate::tag("tag", tag)?;
+        let http = self.client.http();
+        let call = http.call_with_query(Method::GET, &["inspect", ""], [("tag", tag.to_string())]);
+        let resp = http.send(&call).await?;
+        let status = resp.status();
+        let location = resp.headers().get(reqwest::header::LOCATION).and_then(|v| v.to_str().ok()).map(str::to_string);
+        if status.is_redirection() {
+            let location = location.ok_or_else(|| {
+                Error::decode("tag lookup answered a redirect without Location", std::fmt::Error)
+                    .with_request("GET", call.url.as_str())
+            })?;
+            let target = ApiUrl::resolve_location(&call.url, &location)?;
+            let last = target.path_segments().and_then(|mut s| s.rfind(|seg| !seg.is_empty()).map(str::to_string));
+            return last.and_then(|seg| Uuid::parse_str(&seg).ok()).ok_or_else(|| {
+                Error::decode(format!("tag lookup redirected to `{location}`, which names no image"), std::fmt::Error)
+                    .with_request("GET", call.url.as_str())
+            });
+        }
+        // Some deployments answer the image directly instead of redirecting.
+        let body = resp.bytes().await.map_err(|e| super::http::classify(e).1)?;
+        let m: ImageModel = super::http::decode_json(&call, &body)?;
+        Ok(m.uuid)
+    }
+
+    /// "Use it if present, else import it": the image holding the reference's tag, or an
+    /// import of the reference. A UUID is only looked up.
+    pub fn oci(&self, reference: &str) -> ImportImage {
+        ImportImage::new(self.client.clone(), reference, ImportMode::UseOrImport)
+    }
+
+    /// Imports an image from a registry (`POST /images/import`) and waits for it.
+    pub fn import_from(&self, reference: &str) -> ImportImage {
+        ImportImage::new(self.client.clone(), reference, ImportMode::Import)
+    }
+
+    /// Gives the image `tag`, moving it from any other image (`PATCH /images/{uuid}/tag`).
+    #[crate::maybe]
+    pub async fn tag(&self, uuid: impl IntoUuid, tag: &str) -> Result<Image> {
+        let uuid = uuid.into_uuid("uuid")?;
+        validate::tag("tag", tag)?;
+        let http = self.client.http();
+        let call = http
+            .call(Method::PATCH, &["images", &uuid.to_string(), "tag"])
+            .json(&contree_core::models::TagRequest { tag: tag.to_string() })?;
+        let m: ImageModel = http.json(&call).await?;
+        Ok(Image::from_model(self.client.clone(), m))
+    }
+
+    /// Removes `tag` from the image, or every tag when `None` (`DELETE /images/{uuid}/tag`).
+    /// Returns the image the server reports (a public image the tag reverts to), if any: the
+    /// server may answer 200 with an image or 204 without a body.
+    #[crate::maybe]
+    pub async fn untag(&self, uuid: impl IntoUuid, tag: Option<&str>) -> Result<Option<Image>> {
+        let uuid = uuid.into_uuid("uuid")?;
+        let query: Vec<(&str, String)> = match tag {
+            Some(t) => {
+                validate::tag("tag", t)?;
+                vec![("tag", t.to_string())]
+            }
+            None => Vec::new(),
+        };
+        let http = self.client.http();
+        let call = http.call_with_query(Method::DELETE, &["images", &uuid.to_string(), "tag"], query);
+        let resp = http.send(&call).await?;
+        let body = resp.bytes().await.map_err(|e| super::http::classify(e).1)?;
+        if body.iter().all(u8::is_ascii_whitespace) {
+            return Ok(None);
+        }
+        let m: ImageModel = super::http::decode_json(&call, &body)?;
+        Ok(Some(Image::from_model(self.client.clone(), m)))
+    }
+}
+
+/// A UUID argument given as a `Uuid` or a string.
+pub trait IntoUuid {
+    /// Parses, naming `arg` in the error.
+    fn into_uuid(self, arg: &'static str) -> Result<Uuid>;
+}
+impl IntoUuid for Uuid {
+    fn into_uuid(self, _: &'static str) -> Result<Uuid> {
+        Ok(self)
+    }
+}
+impl IntoUuid for &str {
+    fn into_uuid(self, arg: &'static str) -> Result<Uuid> {
+        validate::uuid(arg, self)
+    }
+}
+impl IntoUuid for String {
+    fn into_uuid(self, arg: &'static str) -> Result<Uuid> {
+        validate::uuid(arg, &self)
+    }
+}
+impl IntoUuid for &Image {
+    fn into_uuid(self, arg: &'static str) -> Result<Uuid> {
+        self.uuid.ok_or_else(|| Error::invalid_argument(arg, "the image has no uuid (look it up by tag first)"))
+    }
+}
+
+/// Builder for an image listing. Ends in `send()`.
+#[derive(Debug, Clone)]
+pub struct ListImages {
+    pub(crate) client: Client,
+    error: Option<String>,
+    tagged: bool,
+    tag_prefix: Option<String>,
+    kind: Option<ImageKind>,
+    uuid: Option<Uuid>,
+    since: Option<TimeFilter>,
+    until: Option<TimeFilter>,
+    pub(crate) limit: Option<usize>,
+    page_size: u32,
+}
+
+impl ListImages {
+    /// Only images that have a tag.
+    pub fn tagged(mut self, tagged: bool) -> Self {
+        self.tagged = tagged;
+        self
+    }
+
+    /// Only images whose tag starts with `prefix` (implies `tagged`).
+    pub fn tag_prefix(mut self, prefix: impl Into<String>) -> Self {
+        let prefix = prefix.into();
+        if prefix.trim().is_empty() || prefix.contains('\0') {
+            self.error.get_or_insert_with(|| "tag_prefix: must be non-empty text".into());
+        }
+        self.tag_prefix = Some(prefix);
+        self
+    }
+
+    /// Only runs' results or only imports (the Python SDK's `ImageKind`).
+    pub fn kind(mut self, kind: ImageKind) -> Self {
+        self.kind = Some(kind);
+        self
+    }
+
+    /// Only the image with this UUID.
+    pub fn uuid(mut self, uuid: Uuid) -> Self {
+        self.uuid = Some(uuid);
+        self
+    }
+
+    /// Only images created after this (an age like `Duration::from_secs(3600)`, a
+    /// `SystemTime`, or `TimeFilter::parse("1w")?`).
+    pub fn since(mut self, since: impl Into<TimeFilter>) -> Self {
+        self.since = Some(since.into());
+        self
+    }
+
+    /// Only images created before this.
+    pub fn until(mut self, until: impl Into<TimeFilter>) -> Self {
+        self.until = Some(until.into());
+        self
+    }
+
+    /// At most `n` images in total ("first N").
+    pub fn limit(mut self, n: usize) -> Self {
+        self.limit = Some(n);
+        self
+    }
+
+    /// How many images one request asks for (1..=1000).
+    pub fn page_size(mut self, n: u32) -> Self {
+        if !(1..=1000).contains(&n) {
+            self.error.get_or_insert_with(|| format!("page_size: {n} is outside 1..=1000"));
+        }
+        self.page_size = n;
+        self
+    }
+
+    /// Fetches every matching image (or the first `limit`) into a `Vec`.
+    #[crate::maybe]
+    pub async fn send(self) -> Result<Vec<Image>> {
+        let mut pager = self.pager()?;
+        let mut out = Vec::new();
+        while let Some(page) = pager.next_page().await? {
+            out.extend(page);
+        }
+        Ok(out)
+    }
+
+    /// A page-by-page reader over the listing. The flavor crates wrap it in a `Stream` or an
+    /// `Iterator`.
+    pub(crate) fn pager(self) -> Result<ImagePager> {
+        if let Some(e) = &self.error {
+            let (arg, reason) = e.split_once(": ").unwrap_or(("list", e));
+            let arg: &'static str = if arg == "tag_prefix" { "tag_prefix" } else { "page_size" };
+            return Err(Error::invalid_argument(arg, reason));
+        }
+        let mut query: Vec<(&'static str, String)> = Vec::new();
+        if self.tagged || self.tag_prefix.is_some() {
+            query.push(("tagged", "1".into()));
+        }
+        if let Some(p) = &self.tag_prefix {
+            query.push(("tag", p.clone()));
+        }
+        if let Some(k) = self.kind {
+            query.push(("kind", k.as_query().into()));
+        }
+        if let Some(u) = self.uuid {
+            query.push(("uuid", u.to_string()));
+        }
+        if let Some(s) = &self.since {
+            query.push(("since", s.to_query()?));
+        }
+        if let Some(u) = &self.until {
+            query.push(("until", u.to_query()?));
+        }
+        Ok(ImagePager {
+            client: self.client,
+            query,
+            remaining: self.limit,
+            page_size: self.page_size as usize,
+            offset: 0,
+            done: self.limit == Some(0),
+        })
+    }
+}
+
+/// Reads an image listing one page at a time (offset/limit; a short page ends it).
+pub(crate) struct ImagePager {
+    client: Client,
+    query: Vec<(&'static str, String)>,
+    remaining: Option<usize>,
+    page_size: usize,
+    offset: usize,
+    done: bool,
+}
+
+impl ImagePager {
+    #[crate::maybe]
+    pub(crate) async fn next_page(&mut self) -> Result<Option<Vec<Image>>> {
+        if self.done {
+            return Ok(None);
+        }
+        let want = self.remaining.map_or(self.page_size, |r| r.min(self.page_size));
+        let mut query = self.query.clone();
+        query.push(("limit", want.to_string()));
+        query.push(("offset", self.offset.to_string()));
+        let http = self.client.http();
+        let page: ImageListResponse = http.json(&http.call_with_query(Method::GET, &["images"], query)).await?;
+        let got = page.images.len();
+        self.offset += got;
+        if let Some(r) = &mut self.remaining {
+            *r = r.saturating_sub(got.min(want));
+        }
+        if got < want || self.remaining == Some(0) || got == 0 {
+            self.done = true;
+        }
+        let images: Vec<Image> =
+            page.images.into_iter().take(want).map(|m| Image::from_model(self.client.clone(), m)).collect();
+        if images.is_empty() { Ok(None) } else { Ok(Some(images)) }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ImportMode {
+    UseOrImport,
+    Import,
+}
+
+/// Builder for an import (or "use or import"). Ends in `send()`.
+#[derive(Clone)]
+pub struct ImportImage {
+    client: Client,
+    reference: String,
+    mode: ImportMode,
+    tag: Option<String>,
+    username: Option<String>,
+    password: Option<Secret>,
+    timeout: Option<Duration>,
+}
+
+impl std::fmt::Debug for ImportImage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ImportImage")
+            .field("reference", &self.reference)
+            .field("mode", &self.mode)
+            .field("tag", &self.tag)
+            .field("username", &self.username)
+            .field("password", &self.password)
+            .field("timeout", &self.timeout)
+            .finish()
+    }
+}
+
+impl ImportImage {
+    fn new(client: Client, reference: &str, mode: ImportMode) -> Self {
+        ImportImage {
+            client,
+            reference: reference.to_string(),
+            mode,
+            tag: None,
+            username: None,
+            password: None,
+            timeout: None,
+        }
+    }
+
+    /// The tag to give the imported image (default: the reference's normalized tag).
+    pub fn tag(mut self, tag: impl Into<String>) -> Self {
+        self.tag = Some(tag.into());
+        self
+    }
+
+    /// Registry credentials, used for this import only. The password never appears in
+    /// `Debug` output or errors.
+    pub fn credentials(mut self, username: impl Into<String>, password: impl Into<String>) -> Self {
+        self.username = Some(username.into());
+        self.password = Some(Secret::from(password.into()));
+        self
+    }
+
+    /// How long to wait for the import (also sent as the server-side timeout, in seconds).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// Looks up (for `oci`) and/or imports, waiting for the import to finish.
+    #[crate::maybe]
+    pub async fn send(self) -> Result<Image> {
+        if let Some(t) = &self.tag {
+            validate::tag("tag", t)?;
+        }
+        let images = self.client.images();
+        if let Ok(uuid) = uuid::Uuid::parse_str(self.reference.trim()) {
+            return match self.mode {
+                ImportMode::UseOrImport => images.get_by_uuid(uuid).await,
+                ImportMode::Import => Err(Error::invalid_argument("reference", "cannot import an image by UUID")),
+            };
+        }
+        let oci = OciReference::parse(&self.reference)?;
+        let tag = self.tag.clone().unwrap_or_else(|| oci.tag().to_string());
+        validate::tag("tag", &tag)?;
+        if self.mode == ImportMode::UseOrImport {
+            match images.get_by_tag(&tag).await {
+                Ok(found) => return Ok(found),
+                Err(e) if e.is_not_found() => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let credentials = match (&self.username, &self.password) {
+            (Some(u), Some(p)) => Some(contree_core::models::RegistryCredentials {
+                username: Some(u.clone()),
+                password: Some(p.expose().to_string()),
+            }),
+            (None, None) => None,
+            _ => return Err(Error::invalid_argument("credentials", "give both username and password")),
+        };
+        let timeout = self.timeout.unwrap_or_else(|| self.client.config().import_timeout());
+        let body = ImageImportRequest {
+            registry: contree_core::models::ImageRegistry { url: oci.url(), credentials },
+            tag: Some(tag.clone()),
+            timeout: Some(timeout.as_secs().max(1)),
+        };
+        let http = self.client.http();
+        let created: contree_core::models::ImageImportResponse =
+            http.json(&http.call(Method::POST, &["images", "import"]).json(&body)?).await?;
+        let op: OperationResponse = super::operation::wait(&self.client, &created.uuid.to_string(), timeout).await?;
+        let result = op.result.unwrap_or_default();
+        let uuid = result.image.ok_or_else(|| {
+            Error::operation_failed(created.uuid.to_string(), "the import finished without an image uuid")
+        })?;
+        Ok(Image {
+            client: self.client.clone(),
+            uuid: Some(uuid),
+            tag: result.tag.or(Some(tag)),
+            created_at: None,
+            state: contree_core::ImageState::Pulled,
+            output: None,
+        })
+    }
+}

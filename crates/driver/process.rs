@@ -1,0 +1,420 @@
+//! Live runs: `popen`-style process handles and event streams.
+//!
+//! Naming mirrors `std::process::Child` / `tokio::process::Child`: `wait`, `try_wait`,
+//! `kill`, plus `communicate` from Python. The live stdout/stderr readers are fed by the
+//! operation's event stream on a background task (async) or thread (blocking), so they see
+//! output as the server emits it.
+//!
+//! Sharp edges:
+//! - Output that nobody reads is buffered in memory (bounded by the run's
+//!   `truncate_output_at`), so a process never stalls because a reader was dropped.
+//! - `write_stdin` needs the process to be started with `Stdin::piped()`.
+//! - Dropping a process handle before it finished cancels the operation (best effort).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use bytes::Bytes;
+use contree_core::models::{ClosableStreamRepr, EventPayload, OperationResponse};
+use contree_core::{Error, ExitStatus, ProcessFailure, Result};
+use reqwest::Method;
+use tokio::sync::{mpsc, oneshot};
+
+use super::client::Client;
+use super::events::{EventFollower, Followed};
+use super::image::Image;
+use super::run::{RunSpec, Started};
+use crate::transport::{self, PipeReader};
+
+/// One thing that happened in a live run.
+#[derive(Debug, Clone)]
+pub enum RunEvent {
+    /// A chunk of standard output.
+    Stdout(Bytes),
+    /// A chunk of standard error.
+    Stderr(Bytes),
+    /// The command exited (the result image follows in `Finished`).
+    Exit(ExitStatus),
+    /// The operation finished: the result image, in state SUCCEEDED.
+    Finished(Box<Image>),
+}
+
+enum Phase {
+    NotStarted,
+    Following { started: Started, follower: EventFollower, polled: Option<OperationResponse>, saw_output: bool },
+    Done,
+}
+
+/// A run's events in order, starting the run on the first call.
+pub struct RunEvents {
+    image: Image,
+    spec: RunSpec,
+    phase: Phase,
+    queued: std::collections::VecDeque<RunEvent>,
+}
+
+impl RunEvents {
+    pub(crate) fn new(image: Image, spec: RunSpec) -> Self {
+        RunEvents { image, spec, phase: Phase::NotStarted, queued: Default::default() }
+    }
+
+    pub(crate) fn from_started(image: Image, spec: RunSpec, started: Started) -> Self {
+        let follower = EventFollower::new(image.client.clone(), started.op_id.clone()).deadline(Some(started.deadline));
+        RunEvents {
+            image,
+            spec,
+            phase: Phase::Following { started, follower, polled: None, saw_output: false },
+            queued: Default::default(),
+        }
+    }
+
+    /// The operation id, once started.
+    pub fn operation_id(&self) -> Option<&str> {
+        match &self.phase {
+            Phase::Following { started, .. } => Some(&started.op_id),
+            _ => None,
+        }
+    }
+
+    /// The next event; `None` after `Finished`.
+    #[crate::maybe]
+    pub async fn next(&mut self) -> Result<Option<RunEvent>> {
+        loop {
+            if let Some(e) = self.queued.pop_front() {
+                return Ok(Some(e));
+            }
+            match &mut self.phase {
+                Phase::Done => return Ok(None),
+                Phase::NotStarted => {
+                    let started = super::run::start(&self.image, &self.spec).await?;
+                    let follower = EventFollower::new(self.image.client.clone(), started.op_id.clone())
+                        .deadline(Some(started.deadline));
+                    self.phase = Phase::Following { started, follower, polled: None, saw_output: false };
+                }
+                Phase::Following { follower, polled, saw_output, .. } => match follower.next().await {
+                    Err(e) => {
+                        self.phase = Phase::Done;
+                        return Err(e);
+                    }
+                    Ok(Some(Followed::Polled(op))) => *polled = Some(*op),
+                    Ok(Some(Followed::Event(ev))) => {
+                        if ev.spid.is_some_and(|s| s != 1) {
+                            continue;
+                        }
+                        match ev.payload() {
+                            EventPayload::Stdout(s) => {
+                                *saw_output = true;
+                                return Ok(Some(RunEvent::Stdout(Bytes::from(s.to_bytes()?))));
+                            }
+                            EventPayload::Stderr(s) => {
+                                *saw_output = true;
+                                return Ok(Some(RunEvent::Stderr(Bytes::from(s.to_bytes()?))));
+                            }
+                            EventPayload::Exit(x) => {
+                                *saw_output = true;
+                                return Ok(Some(RunEvent::Exit(ExitStatus::from_wire(
+                                    x.code.into(),
+                                    x.signal.into(),
+                                    x.timed_out,
+                                ))));
+                            }
+                            _ => {}
+                        }
+                    }
+                    Ok(None) => {
+                        let Phase::Following { started, polled, saw_output, .. } =
+                            std::mem::replace(&mut self.phase, Phase::Done)
+                        else {
+                            unreachable!("matched Following above")
+                        };
+                        let result = super::run::finish(&self.image, &self.spec, &started.op_id, polled).await;
+                        started.guard.disarm();
+                        let image = result?;
+                        if !saw_output && let Some(out) = &image.output {
+                            // Polling fallback: no live events, so replay the final output.
+                            if !out.stdout.is_empty() {
+                                self.queued.push_back(RunEvent::Stdout(out.stdout.clone()));
+                            }
+                            if !out.stderr.is_empty() {
+                                self.queued.push_back(RunEvent::Stderr(out.stderr.clone()));
+                            }
+                            self.queued.push_back(RunEvent::Exit(out.status));
+                        }
+                        self.queued.push_back(RunEvent::Finished(Box::new(image)));
+                    }
+                },
+            }
+        }
+    }
+}
+
+/// Feeds a process's live readers from its event stream, on a background task or thread.
+pub(crate) struct ProcessDriver {
+    events: RunEvents,
+    stdout: mpsc::UnboundedSender<Bytes>,
+    stderr: mpsc::UnboundedSender<Bytes>,
+    done: oneshot::Sender<Result<Image>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl ProcessDriver {
+    #[crate::maybe]
+    pub(crate) async fn run(mut self) {
+        let outcome = loop {
+            if self.stop.load(Ordering::Relaxed) {
+                break Err(Error::operation_cancelled(self.events.operation_id().unwrap_or_default()));
+            }
+            match self.events.next().await {
+                Ok(Some(RunEvent::Stdout(b))) => {
+                    let _ = self.stdout.send(b);
+                }
+                Ok(Some(RunEvent::Stderr(b))) => {
+                    let _ = self.stderr.send(b);
+                }
+                Ok(Some(RunEvent::Exit(_))) => {}
+                Ok(Some(RunEvent::Finished(image))) => break Ok(*image),
+                Ok(None) => break Err(Error::operation_failed("", "the event stream ended without a result")),
+                Err(e) => break Err(e),
+            }
+        };
+        // Closing the senders ends the readers (EOF) after the last chunk.
+        drop(self.stdout);
+        drop(self.stderr);
+        let _ = self.done.send(outcome);
+    }
+}
+
+/// A running command: a live handle to an operation (popen).
+pub struct Process {
+    client: Client,
+    op_id: String,
+    command: Vec<String>,
+    stdin_open: bool,
+    check: bool,
+    stdout: Option<PipeReader>,
+    stderr: Option<PipeReader>,
+    done: Option<oneshot::Receiver<Result<Image>>>,
+    finished: Option<Result<Image>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl std::fmt::Debug for Process {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Process")
+            .field("operation_id", &self.op_id)
+            .field("command", &self.command)
+            .field("finished", &self.finished.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Process {
+    #[crate::maybe]
+    pub(crate) async fn start(image: &Image, spec: &RunSpec) -> Result<Process> {
+        let started = super::run::start(image, spec).await?;
+        let op_id = started.op_id.clone();
+        let (out_tx, out_rx) = mpsc::unbounded_channel();
+        let (err_tx, err_rx) = mpsc::unbounded_channel();
+        let (done_tx, done_rx) = oneshot::channel();
+        let stop = Arc::new(AtomicBool::new(false));
+        let driver = ProcessDriver {
+            events: RunEvents::from_started(image.clone(), spec.clone(), started),
+            stdout: out_tx,
+            stderr: err_tx,
+            done: done_tx,
+            stop: stop.clone(),
+        };
+        transport::spawn_driver(driver);
+        Ok(Process {
+            client: image.client.clone(),
+            op_id,
+            command: spec.command_line(),
+            stdin_open: matches!(spec.stdin, super::run::Stdin::Piped(_)),
+            check: false,
+            stdout: Some(PipeReader::new(out_rx)),
+            stderr: Some(PipeReader::new(err_rx)),
+            done: Some(done_rx),
+            finished: None,
+            stop,
+        })
+    }
+
+    /// Makes `wait()` fail with ProcessFailed when the command exits non-zero.
+    pub fn check(mut self, check: bool) -> Self {
+        self.check = check;
+        self
+    }
+
+    /// The operation id.
+    pub fn id(&self) -> &str {
+        &self.op_id
+    }
+
+    /// The live stdout reader (taken once).
+    pub fn stdout(&mut self) -> Option<PipeReader> {
+        self.stdout.take()
+    }
+
+    /// The live stderr reader (taken once).
+    pub fn stderr(&mut self) -> Option<PipeReader> {
+        self.stderr.take()
+    }
+
+    /// Waits for the end and returns the exit status. With `check(true)`, a non-zero exit is
+    /// a ProcessFailed error carrying the command, the code and the output.
+    #[crate::maybe]
+    pub async fn wait(&mut self) -> Result<ExitStatus> {
+        let image = self.result().await?;
+        let out = image.output()?;
+        if self.check && !out.status.success() {
+            return Err(Error::process_failed(ProcessFailure {
+                command: self.command.clone(),
+                exit_code: out.status.code_or_minus_one(),
+                stdout: out.stdout.to_vec(),
+                stderr: out.stderr.to_vec(),
+            })
+            .with_operation(&self.op_id));
+        }
+        Ok(out.status)
+    }
+
+    /// The exit status if the process has finished, without waiting.
+    pub fn try_wait(&mut self) -> Result<Option<ExitStatus>> {
+        if self.finished.is_none()
+            && let Some(rx) = self.done.as_mut()
+        {
+            match rx.try_recv() {
+                Ok(r) => {
+                    self.done = None;
+                    self.finished = Some(r);
+                }
+                Err(oneshot::error::TryRecvError::Empty) => return Ok(None),
+                Err(oneshot::error::TryRecvError::Closed) => {
+                    self.done = None;
+                    self.finished = Some(Err(Error::operation_failed(&self.op_id, "the follower stopped")));
+                }
+            }
+        }
+        match &self.finished {
+            Some(Ok(image)) => Ok(Some(image.output()?.status)),
+            Some(Err(e)) => Err(e.clone()),
+            None => Ok(None),
+        }
+    }
+
+    /// Same as [`Process::try_wait`] (Python's name).
+    pub fn poll(&mut self) -> Result<Option<ExitStatus>> {
+        self.try_wait()
+    }
+
+    /// Waits for the end and returns the result image (state SUCCEEDED) with the output.
+    #[crate::maybe]
+    pub async fn wait_with_output(mut self) -> Result<Image> {
+        self.wait().await?;
+        self.result().await
+    }
+
+    /// Writes `input` to stdin (if any), closes it, waits, and returns (stdout, stderr).
+    #[crate::maybe]
+    pub async fn communicate(&mut self, input: impl Into<Bytes>) -> Result<(Bytes, Bytes)> {
+        let input = input.into();
+        if self.stdin_open {
+            if !input.is_empty() {
+                self.write_stdin(input).await?;
+            }
+            self.close_stdin().await?;
+        } else if !input.is_empty() {
+            return Err(Error::invalid_argument("input", "the process was not started with Stdin::piped()"));
+        }
+        self.wait().await?;
+        let image = self.result().await?;
+        let out = image.output()?;
+        Ok((out.stdout.clone(), out.stderr.clone()))
+    }
+
+    /// Writes to the process's stdin (`POST …/subprocesses/1/stdin`), keeping it open.
+    #[crate::maybe]
+    pub async fn write_stdin(&self, data: impl Into<Bytes>) -> Result<()> {
+        let data = data.into();
+        self.send_stdin(&data, false).await
+    }
+
+    /// Closes the process's stdin (EOF).
+    #[crate::maybe]
+    pub async fn close_stdin(&self) -> Result<()> {
+        self.send_stdin(&[], true).await
+    }
+
+    #[crate::maybe]
+    async fn send_stdin(&self, data: &[u8], close: bool) -> Result<()> {
+        if !self.stdin_open {
+            return Err(Error::invalid_argument("stdin", "the process was not started with Stdin::piped()"));
+        }
+        let mut repr = ClosableStreamRepr::from_bytes(data);
+        repr.close = Some(close);
+        let http = self.client.http();
+        let call = http.call(Method::POST, &["operations", &self.op_id, "subprocesses", "1", "stdin"]).json(&repr)?;
+        http.unit(&call).await.map_err(|e| e.with_operation(&self.op_id))
+    }
+
+    /// Kills the process with SIGKILL; see [`Process::signal`].
+    #[crate::maybe]
+    pub async fn kill(&self) -> Result<()> {
+        self.signal("KILL").await
+    }
+
+    /// Sends a signal (`TERM`, `KILL`, `INT`, or a number) to the process
+    /// (`DELETE …/subprocesses/1?signal=`). When the server has no subprocess route, the
+    /// operation is cancelled instead.
+    #[crate::maybe]
+    pub async fn signal(&self, signal: &str) -> Result<()> {
+        let valid = !signal.is_empty() && signal.len() <= 16 && signal.bytes().all(|b| b.is_ascii_alphanumeric());
+        if !valid {
+            return Err(Error::invalid_argument("signal", format!("`{signal}` is not a signal name or number")));
+        }
+        let http = self.client.http();
+        let call = http.call_with_query(
+            Method::DELETE,
+            &["operations", &self.op_id, "subprocesses", "1"],
+            [("signal", signal.to_string())],
+        );
+        match http.unit(&call).await {
+            Ok(()) => Ok(()),
+            Err(e) if matches!(e.status(), Some(404 | 405 | 501)) => {
+                super::operation::cancel(&self.client, &self.op_id).await
+            }
+            // Already finished: nothing left to kill.
+            Err(e) if e.is_conflict() || e.is_gone() => Ok(()),
+            Err(e) => Err(e.with_operation(&self.op_id)),
+        }
+    }
+
+    #[crate::maybe]
+    async fn result(&mut self) -> Result<Image> {
+        if self.finished.is_none() {
+            let outcome = match self.done.take() {
+                Some(rx) => transport::recv_done(rx)
+                    .await
+                    .unwrap_or_else(|| Err(Error::operation_failed(&self.op_id, "the follower stopped"))),
+                None => Err(Error::operation_failed(&self.op_id, "the follower stopped")),
+            };
+            self.finished = Some(outcome);
+        }
+        match self.finished.as_ref() {
+            Some(Ok(image)) => Ok(image.clone()),
+            Some(Err(e)) => Err(e.clone()),
+            None => unreachable!("set above"),
+        }
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let unfinished = self.finished.is_none() && self.done.as_mut().is_some_and(|rx| rx.try_recv().is_err());
+        if unfinished {
+            self.stop.store(true, Ordering::Relaxed);
+            tracing::debug!(operation = %self.op_id, "process handle dropped in flight; cancelling");
+            transport::cancel_in_background(self.client.clone(), self.op_id.clone());
+        }
+    }
+}

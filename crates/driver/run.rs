@@ -1,0 +1,831 @@
+//! Prepared runs: a command plus every option of the Python `run()`, executed on demand.
+//!
+//! A prepared run is a value: executing it never changes the source image, and the same
+//! prepared run can be executed several times (each execution is a new operation). That is
+//! branching.
+//!
+//! Sharp edges:
+//! - `stdin` from a reader is read once, on the first execution, and the bytes are reused by
+//!   later executions of the same prepared run.
+//! - Image runs default to `disposable(true)` (as in the Python SDK): the result carries the
+//!   output but no image. Call `.disposable(false)` to keep the filesystem as a new image.
+//!   Session runs default to `disposable(false)`.
+//! - A non-zero exit code is a result, not an error; `check()` makes it one.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use contree_core::models::{
+    ClosableStreamRepr, FileResponse, FileSpec, ImageSource, InstanceSpawnRequest, InstanceSpawnResponse,
+    OperationResponse,
+};
+use contree_core::{Error, ImageState, Result, RunOutput, validate};
+use reqwest::Method;
+
+use super::events::{EventFollower, Followed};
+use super::files::UploadSource;
+use super::image::Image;
+use crate::transport::{self, DynRead, DynWrite};
+
+/// Where a run's standard input comes from.
+#[derive(Clone, Default)]
+pub enum Stdin {
+    /// No input (EOF at once).
+    #[default]
+    Empty,
+    /// These bytes.
+    Bytes(Bytes),
+    /// The content of a local file, read at execution.
+    Path(PathBuf),
+    /// A reader, read fully at the first execution (the bytes are reused by later ones).
+    Reader(Arc<Mutex<ReaderState>>),
+    /// Kept open for writes after the start (popen's `write_stdin`), optionally with first
+    /// bytes.
+    Piped(Bytes),
+}
+
+/// A stdin reader before and after its first read.
+pub enum ReaderState {
+    /// Not read yet.
+    Unread(DynRead),
+    /// Being read by an execution.
+    Reading,
+    /// Read: the bytes, for every later execution.
+    Read(Bytes),
+}
+
+impl Stdin {
+    /// Any reader (`AsyncRead` in async, `Read` in blocking).
+    pub fn reader(reader: impl Into<DynRead>) -> Self {
+        Stdin::Reader(Arc::new(Mutex::new(ReaderState::Unread(reader.into()))))
+    }
+
+    /// An open pipe for `Process::write_stdin` (popen).
+    pub fn piped() -> Self {
+        Stdin::Piped(Bytes::new())
+    }
+
+    /// The content of a local file.
+    pub fn path(path: impl Into<PathBuf>) -> Self {
+        Stdin::Path(path.into())
+    }
+
+    #[crate::maybe]
+    async fn resolve(&self) -> Result<(Bytes, bool)> {
+        match self {
+            Stdin::Empty => Ok((Bytes::new(), false)),
+            Stdin::Bytes(b) => Ok((b.clone(), false)),
+            Stdin::Piped(b) => Ok((b.clone(), true)),
+            Stdin::Path(p) => {
+                super::files::check_local_file(p)
+                    .map_err(|_| Error::invalid_argument("stdin", format!("{} is not a readable file", p.display())))?;
+                Ok((transport::read_file(p).await?, false))
+            }
+            Stdin::Reader(state) => {
+                let taken = {
+                    let mut guard = state.lock().unwrap_or_else(|p| p.into_inner());
+                    match std::mem::replace(&mut *guard, ReaderState::Reading) {
+                        ReaderState::Read(b) => {
+                            *guard = ReaderState::Read(b.clone());
+                            return Ok((b, false));
+                        }
+                        ReaderState::Reading => {
+                            return Err(Error::invalid_argument(
+                                "stdin",
+                                "the stdin reader is being read by another execution of this run",
+                            ));
+                        }
+                        ReaderState::Unread(r) => r,
+                    }
+                };
+                let read = transport::read_all(taken).await;
+                let mut guard = state.lock().unwrap_or_else(|p| p.into_inner());
+                match read {
+                    Ok(bytes) => {
+                        *guard = ReaderState::Read(bytes.clone());
+                        Ok((bytes, false))
+                    }
+                    Err(e) => {
+                        *guard = ReaderState::Read(Bytes::new());
+                        Err(Error::io("cannot read stdin", e))
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for Stdin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Stdin::Empty => f.write_str("Empty"),
+            Stdin::Bytes(b) => write!(f, "Bytes({} bytes)", b.len()),
+            Stdin::Path(p) => f.debug_tuple("Path").field(p).finish(),
+            Stdin::Reader(_) => f.write_str("Reader(..)"),
+            Stdin::Piped(b) => write!(f, "Piped({} bytes first)", b.len()),
+        }
+    }
+}
+
+impl From<&str> for Stdin {
+    /// The text itself (not a path: use `Stdin::path` for files).
+    fn from(s: &str) -> Self {
+        Stdin::Bytes(Bytes::copy_from_slice(s.as_bytes()))
+    }
+}
+impl From<String> for Stdin {
+    fn from(s: String) -> Self {
+        Stdin::Bytes(Bytes::from(s))
+    }
+}
+impl From<Vec<u8>> for Stdin {
+    fn from(b: Vec<u8>) -> Self {
+        Stdin::Bytes(Bytes::from(b))
+    }
+}
+impl From<&[u8]> for Stdin {
+    fn from(b: &[u8]) -> Self {
+        Stdin::Bytes(Bytes::copy_from_slice(b))
+    }
+}
+impl From<Bytes> for Stdin {
+    fn from(b: Bytes) -> Self {
+        Stdin::Bytes(b)
+    }
+}
+impl From<&Path> for Stdin {
+    fn from(p: &Path) -> Self {
+        Stdin::Path(p.to_path_buf())
+    }
+}
+impl From<PathBuf> for Stdin {
+    fn from(p: PathBuf) -> Self {
+        Stdin::Path(p)
+    }
+}
+
+/// Where a run's stdout or stderr goes once the run finishes. In every case but `Discard`
+/// the bytes also stay readable on the result image.
+#[derive(Clone, Default)]
+pub enum Output {
+    /// Keep the bytes on the result (`stdout()`).
+    #[default]
+    Bytes,
+    /// Keep the bytes and require them to be UTF-8 (a Decode error otherwise).
+    Text,
+    /// Also write them to this local file (created or truncated).
+    Path(PathBuf),
+    /// Also write them to this writer (`AsyncWrite` in async, `Write` in blocking).
+    Writer(Arc<Mutex<Option<DynWrite>>>),
+    /// Drop them.
+    Discard,
+}
+
+impl Output {
+    /// Any writer.
+    pub fn writer(writer: impl Into<DynWrite>) -> Self {
+        Output::Writer(Arc::new(Mutex::new(Some(writer.into()))))
+    }
+
+    /// A local file.
+    pub fn path(path: impl Into<PathBuf>) -> Self {
+        Output::Path(path.into())
+    }
+
+    #[crate::maybe]
+    async fn deliver(&self, bytes: &Bytes, which: &'static str) -> Result<Bytes> {
+        match self {
+            Output::Bytes => Ok(bytes.clone()),
+            Output::Discard => Ok(Bytes::new()),
+            Output::Text => match std::str::from_utf8(bytes) {
+                Ok(_) => Ok(bytes.clone()),
+                Err(e) => Err(Error::decode(format!("{which} is not UTF-8 text"), e)),
+            },
+            Output::Path(p) => {
+                transport::write_file(p, bytes).await?;
+                Ok(bytes.clone())
+            }
+            Output::Writer(slot) => {
+                // Take the writer out so no lock is held across the write.
+                let taken = slot.lock().unwrap_or_else(|p| p.into_inner()).take();
+                let mut w = taken.ok_or_else(|| {
+                    Error::invalid_argument(which, "the writer is in use by another execution of this run")
+                })?;
+                let written = transport::write_all(&mut w, bytes).await;
+                *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(w);
+                written.map_err(|e| Error::io(format!("cannot write {which}"), e))?;
+                Ok(bytes.clone())
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for Output {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Output::Bytes => f.write_str("Bytes"),
+            Output::Text => f.write_str("Text"),
+            Output::Path(p) => f.debug_tuple("Path").field(p).finish(),
+            Output::Writer(_) => f.write_str("Writer(..)"),
+            Output::Discard => f.write_str("Discard"),
+        }
+    }
+}
+
+/// Where a file placed into the sandbox comes from.
+#[derive(Debug, Clone)]
+pub enum FileSource {
+    /// A local file (uploaded with dedup; its executable bit is kept when no mode is given).
+    Local(PathBuf),
+    /// Bytes in memory.
+    Bytes(Bytes),
+    /// A file already on the server.
+    Uploaded(FileResponse),
+}
+
+impl From<&Path> for FileSource {
+    fn from(p: &Path) -> Self {
+        FileSource::Local(p.to_path_buf())
+    }
+}
+impl From<PathBuf> for FileSource {
+    fn from(p: PathBuf) -> Self {
+        FileSource::Local(p)
+    }
+}
+impl From<&PathBuf> for FileSource {
+    fn from(p: &PathBuf) -> Self {
+        FileSource::Local(p.clone())
+    }
+}
+impl From<&str> for FileSource {
+    /// A local path (as in the Python SDK, a string source names a file).
+    fn from(p: &str) -> Self {
+        FileSource::Local(PathBuf::from(p))
+    }
+}
+impl From<Vec<u8>> for FileSource {
+    fn from(b: Vec<u8>) -> Self {
+        FileSource::Bytes(Bytes::from(b))
+    }
+}
+impl From<Bytes> for FileSource {
+    fn from(b: Bytes) -> Self {
+        FileSource::Bytes(b)
+    }
+}
+impl From<&'static [u8]> for FileSource {
+    fn from(b: &'static [u8]) -> Self {
+        FileSource::Bytes(Bytes::from_static(b))
+    }
+}
+impl From<FileResponse> for FileSource {
+    fn from(f: FileResponse) -> Self {
+        FileSource::Uploaded(f)
+    }
+}
+
+/// A file to place in the sandbox before the command starts, with its ownership and mode.
+///
+/// ```
+/// # use contree_core as _;
+/// # fn demo<F>(spec: F) {}
+/// // UploadFileSpec::new("/app/run.sh", std::path::Path::new("run.sh")).mode(0o755)
+/// ```
+#[derive(Debug, Clone)]
+pub struct UploadFileSpec {
+    /// Absolute destination in the sandbox.
+    pub path: String,
+    /// The content.
+    pub source: FileSource,
+    /// Permission bits; `None` keeps a local file's executable bit (0755 or 0644).
+    pub mode: Option<u32>,
+    /// Owner uid (default 0).
+    pub uid: u32,
+    /// Owner gid (default 0).
+    pub gid: u32,
+}
+
+impl UploadFileSpec {
+    /// A file at `path` with content from `source`.
+    pub fn new(path: impl Into<String>, source: impl Into<FileSource>) -> Self {
+        UploadFileSpec { path: path.into(), source: source.into(), mode: None, uid: 0, gid: 0 }
+    }
+
+    /// Permission bits (e.g. `0o755`).
+    pub fn mode(mut self, mode: u32) -> Self {
+        self.mode = Some(mode);
+        self
+    }
+
+    /// Owner.
+    pub fn owner(mut self, uid: u32, gid: u32) -> Self {
+        self.uid = uid;
+        self.gid = gid;
+        self
+    }
+}
+
+/// Every option of a run, as recorded by the builder.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct RunSpec {
+    pub command: String,
+    pub args: Vec<String>,
+    pub shell: bool,
+    pub env: BTreeMap<String, String>,
+    pub cwd: Option<String>,
+    pub hostname: Option<String>,
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+    pub stdin: Stdin,
+    pub stdout: Output,
+    pub stderr: Output,
+    pub tag: Option<String>,
+    pub files: Vec<UploadFileSpec>,
+    pub timeout: Option<Duration>,
+    pub wait_timeout: Option<Duration>,
+    pub disposable: bool,
+    pub truncate_output_at: Option<u64>,
+    pub preserve_env: bool,
+    pub networking: Option<bool>,
+    /// The first bad argument, reported before any request.
+    pub invalid: Option<(&'static str, String)>,
+}
+
+impl RunSpec {
+    pub(crate) fn program(command: &str, shell: bool, disposable: bool) -> RunSpec {
+        let mut spec = RunSpec { command: command.to_string(), shell, disposable, ..RunSpec::default() };
+        if command.trim().is_empty() {
+            spec.invalid = Some((
+                if shell { "shell" } else { "command" },
+                "neither a program nor a shell command was given".into(),
+            ));
+        }
+        spec
+    }
+
+    pub(crate) fn argv<I, S>(argv: I, disposable: bool) -> RunSpec
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        let mut it = argv.into_iter().map(Into::into);
+        match it.next() {
+            Some(program) => {
+                let mut spec = RunSpec::program(&program, false, disposable);
+                spec.args = it.collect();
+                spec
+            }
+            None => {
+                let mut spec = RunSpec::program("", false, disposable);
+                spec.invalid = Some(("argv", "must not be empty".into()));
+                spec
+            }
+        }
+    }
+
+    fn reject(&mut self, arg: &'static str, reason: impl Into<String>) {
+        if self.invalid.is_none() {
+            self.invalid = Some((arg, reason.into()));
+        }
+    }
+
+    /// The whole command line, for errors and `check()`.
+    pub(crate) fn command_line(&self) -> Vec<String> {
+        if self.shell {
+            vec!["sh".into(), "-c".into(), self.command.clone()]
+        } else {
+            std::iter::once(self.command.clone()).chain(self.args.iter().cloned()).collect()
+        }
+    }
+
+    /// Every check that needs no request.
+    pub(crate) fn validate(&self) -> Result<()> {
+        if let Some((arg, reason)) = &self.invalid {
+            return Err(Error::invalid_argument(arg, reason));
+        }
+        for (k, v) in &self.env {
+            validate::env_key("env", k)?;
+            validate::env_value("env", v)?;
+        }
+        if let Some(cwd) = &self.cwd {
+            validate::absolute_path("cwd", cwd)?;
+        }
+        if let Some(tag) = &self.tag {
+            validate::tag("tag", tag)?;
+        }
+        if let Some(t) = self.timeout
+            && t.is_zero()
+        {
+            return Err(Error::invalid_argument("timeout", "must be positive"));
+        }
+        let mut seen = BTreeSet::new();
+        for f in &self.files {
+            validate::absolute_path("files", &f.path)?;
+            if let Some(mode) = f.mode {
+                validate::file_mode("files", mode)?;
+            }
+            if !seen.insert(f.path.as_str()) {
+                return Err(Error::invalid_argument("files", format!("duplicate destination {}", f.path)));
+            }
+            if let FileSource::Local(p) = &f.source {
+                super::files::check_local_file(p)
+                    .map_err(|_| Error::invalid_argument("files", format!("{} is not a readable file", p.display())))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What a prepared run is bound to: nothing (an image run), or a session it advances.
+pub trait RunTarget: Send {}
+
+/// An image run: the source image is left as it is.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Detached;
+impl RunTarget for Detached {}
+
+/// A run described but not started. Set options, then execute it: `.await` (async) or
+/// `.wait()` (blocking) for the finished result, `.spawn()` for a live process handle,
+/// `.stream()` for live events.
+#[derive(Debug, Clone)]
+pub struct PreparedRun<T: RunTarget = Detached> {
+    pub(crate) image: Image,
+    pub(crate) spec: RunSpec,
+    pub(crate) target: T,
+}
+
+impl<T: RunTarget> PreparedRun<T> {
+    /// Appends one argument (ignored by the server for shell commands).
+    pub fn arg(mut self, arg: impl Into<String>) -> Self {
+        self.spec.args.push(arg.into());
+        self
+    }
+
+    /// Appends arguments.
+    pub fn args<I, S>(mut self, args: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.spec.args.extend(args.into_iter().map(Into::into));
+        self
+    }
+
+    /// Sets one environment variable (a key with `=` or NUL is rejected at execution).
+    pub fn env(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.spec.env.insert(key.into(), value.into());
+        self
+    }
+
+    /// Sets several environment variables.
+    pub fn envs<I, K, V>(mut self, vars: I) -> Self
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: Into<String>,
+        V: Into<String>,
+    {
+        self.spec.env.extend(vars.into_iter().map(|(k, v)| (k.into(), v.into())));
+        self
+    }
+
+    /// The working directory (absolute; created if missing).
+    pub fn cwd(mut self, cwd: impl Into<String>) -> Self {
+        self.spec.cwd = Some(cwd.into());
+        self
+    }
+
+    /// The sandbox's hostname.
+    pub fn hostname(mut self, hostname: impl Into<String>) -> Self {
+        self.spec.hostname = Some(hostname.into());
+        self
+    }
+
+    /// Run as this uid and gid.
+    pub fn user(mut self, uid: u32, gid: u32) -> Self {
+        self.spec.uid = Some(uid);
+        self.spec.gid = Some(gid);
+        self
+    }
+
+    /// Standard input: text, bytes, `Stdin::path(..)`, `Stdin::reader(..)` or `Stdin::piped()`.
+    pub fn stdin(mut self, stdin: impl Into<Stdin>) -> Self {
+        self.spec.stdin = stdin.into();
+        self
+    }
+
+    /// Where stdout goes (default: kept as bytes on the result).
+    pub fn stdout(mut self, output: Output) -> Self {
+        self.spec.stdout = output;
+        self
+    }
+
+    /// Where stderr goes (default: kept as bytes on the result).
+    pub fn stderr(mut self, output: Output) -> Self {
+        self.spec.stderr = output;
+        self
+    }
+
+    /// Tags the result image once the run succeeds (needs `disposable(false)`).
+    pub fn tag(mut self, tag: impl Into<String>) -> Self {
+        self.spec.tag = Some(tag.into());
+        self
+    }
+
+    /// Places a local file, bytes or an uploaded file at `dest` (absolute) before the command
+    /// starts.
+    pub fn file(mut self, dest: impl Into<String>, source: impl Into<FileSource>) -> Self {
+        self.spec.files.push(UploadFileSpec::new(dest, source));
+        self
+    }
+
+    /// Places local files at `/<file name>` each.
+    pub fn files<I, P>(mut self, paths: I) -> Self
+    where
+        I: IntoIterator<Item = P>,
+        P: Into<PathBuf>,
+    {
+        for p in paths {
+            let p: PathBuf = p.into();
+            match p.file_name().and_then(|n| n.to_str()) {
+                Some(name) => self.spec.files.push(UploadFileSpec::new(format!("/{name}"), FileSource::Local(p))),
+                None => self.spec.reject("files", format!("{} has no file name", p.display())),
+            }
+        }
+        self
+    }
+
+    /// Places files given as destination → source pairs (a map or any iterator of pairs).
+    pub fn files_map<I, D, S>(mut self, files: I) -> Self
+    where
+        I: IntoIterator<Item = (D, S)>,
+        D: Into<String>,
+        S: Into<FileSource>,
+    {
+        for (d, s) in files {
+            self.spec.files.push(UploadFileSpec::new(d, s));
+        }
+        self
+    }
+
+    /// Places a file with explicit mode and ownership.
+    pub fn file_spec(mut self, spec: UploadFileSpec) -> Self {
+        self.spec.files.push(spec);
+        self
+    }
+
+    /// The server-side limit: the command is killed after this long (whole seconds, rounded
+    /// up). Default: the config's run timeout.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.spec.timeout = Some(timeout);
+        self
+    }
+
+    /// How long the client waits before it cancels the operation and reports
+    /// OperationTimedOut. Default: the server-side timeout plus 30 s of grace.
+    pub fn wait_timeout(mut self, timeout: Duration) -> Self {
+        self.spec.wait_timeout = Some(timeout);
+        self
+    }
+
+    /// Whether the run's filesystem changes are discarded (no result image).
+    pub fn disposable(mut self, disposable: bool) -> Self {
+        self.spec.disposable = disposable;
+        self
+    }
+
+    /// Cap on captured bytes per stream (server-side). Default: the config's
+    /// `default_truncate_output_at`.
+    pub fn truncate_output_at(mut self, bytes: u64) -> Self {
+        self.spec.truncate_output_at = Some(bytes);
+        self
+    }
+
+    /// Stores this run's env in the result image, for later shell runs.
+    pub fn preserve_env(mut self, preserve: bool) -> Self {
+        self.spec.preserve_env = preserve;
+        self
+    }
+
+    /// Enables or disables the sandbox's network (server default when unset).
+    pub fn networking(mut self, enabled: bool) -> Self {
+        self.spec.networking = Some(enabled);
+        self
+    }
+
+    /// The image this run starts from.
+    pub fn source(&self) -> &Image {
+        &self.image
+    }
+}
+
+impl PreparedRun<Detached> {
+    /// Executes the run and returns the result image (state SUCCEEDED). The prepared run is
+    /// left as it is, so it can be executed again: each execution is a new branch.
+    #[crate::maybe]
+    pub async fn wait(&self) -> Result<Image> {
+        execute(&self.image, &self.spec).await
+    }
+
+    /// Starts the run and returns a live process handle at once (popen).
+    #[crate::maybe]
+    pub async fn spawn(&self) -> Result<super::process::Process> {
+        super::process::Process::start(&self.image, &self.spec).await
+    }
+
+    /// Events as they happen: stdout and stderr chunks, the exit, then the finished result.
+    pub fn events(&self) -> super::process::RunEvents {
+        super::process::RunEvents::new(self.image.clone(), self.spec.clone())
+    }
+}
+
+/// A started operation: what the spawn answered.
+pub(crate) struct Started {
+    pub op_id: String,
+    pub deadline: Instant,
+    pub guard: CancelGuard,
+}
+
+/// Uploads, reads stdin and spawns the operation (`POST /instances`).
+#[crate::maybe]
+pub(crate) async fn start(image: &Image, spec: &RunSpec) -> Result<Started> {
+    if image.state == ImageState::Executing {
+        return Err(Error::image_state("run", image.state, &[ImageState::Pulled, ImageState::Succeeded]));
+    }
+    let source = image.image_source()?;
+    spec.validate()?;
+    let client = &image.client;
+    let config = client.config();
+
+    let mut to_upload: Vec<(usize, UploadSource)> = Vec::new();
+    for (i, f) in spec.files.iter().enumerate() {
+        match &f.source {
+            FileSource::Local(p) => to_upload.push((i, UploadSource::Path(p.clone()))),
+            FileSource::Bytes(b) => to_upload.push((i, UploadSource::Bytes(b.clone()))),
+            FileSource::Uploaded(_) => {}
+        }
+    }
+    let uploaded = transport::upload_all(&client.files(), to_upload).await?;
+    let mut files = BTreeMap::new();
+    for (i, f) in spec.files.iter().enumerate() {
+        let stored = match &f.source {
+            FileSource::Uploaded(u) => u.clone(),
+            _ => uploaded
+                .iter()
+                .find(|(j, _)| *j == i)
+                .map(|(_, u)| u.clone())
+                .ok_or_else(|| Error::invalid_argument("files", format!("{} was not uploaded", f.path)))?,
+        };
+        let mode = match (f.mode, &f.source) {
+            (Some(m), _) => m,
+            (None, FileSource::Local(p)) => default_mode(p),
+            (None, _) => 0o644,
+        };
+        let file_spec = FileSpec::new(stored.uuid).mode(mode)?.owner(f.uid, f.gid);
+        files.insert(f.path.clone(), file_spec);
+    }
+
+    let (stdin, keep_open) = spec.stdin.resolve().await?;
+    let timeout = spec.timeout.unwrap_or_else(|| config.run_timeout());
+    let timeout_secs = timeout.as_secs() + u64::from(timeout.subsec_nanos() > 0);
+    let mut body = InstanceSpawnRequest::new(spec.command.clone(), ImageSource::parse(&source)?)
+        .args(spec.args.clone())
+        .shell(spec.shell)
+        .disposable(spec.disposable)
+        .timeout(timeout_secs.max(1))
+        .truncate_output_at(spec.truncate_output_at.unwrap_or(config.default_truncate_output_at));
+    body.env = spec.env.clone();
+    body.files = files;
+    if spec.preserve_env {
+        body = body.preserve_env(true);
+    }
+    if let Some(cwd) = &spec.cwd {
+        body = body.cwd(cwd.clone());
+    }
+    if let Some(h) = &spec.hostname {
+        body = body.hostname(h.clone());
+    }
+    if let Some(uid) = spec.uid {
+        body = body.uid(uid);
+    }
+    if let Some(gid) = spec.gid {
+        body = body.gid(gid);
+    }
+    if let Some(n) = spec.networking {
+        body = body.networking(n);
+    }
+    if !stdin.is_empty() || keep_open {
+        let mut repr = ClosableStreamRepr::from_bytes(&stdin);
+        if keep_open {
+            repr.close = Some(false);
+        }
+        body = body.stdin(repr);
+    }
+
+    let http = client.http();
+    let created: InstanceSpawnResponse = http.json(&http.call(Method::POST, &["instances"]).json(&body)?).await?;
+    let op_id = created.uuid.to_string();
+    tracing::debug!(operation = %op_id, command = %spec.command, "run started");
+    let wait = spec.wait_timeout.unwrap_or(timeout + Duration::from_secs(30));
+    Ok(Started {
+        op_id: op_id.clone(),
+        deadline: Instant::now() + wait,
+        guard: CancelGuard::new(client.clone(), op_id),
+    })
+}
+
+/// A local file's executable bit decides 0755 versus 0644.
+fn default_mode(path: &Path) -> u32 {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if let Ok(m) = std::fs::metadata(path)
+            && m.permissions().mode() & 0o111 != 0
+        {
+            return 0o755;
+        }
+    }
+    let _ = path;
+    0o644
+}
+
+/// Executes a run to the end.
+#[crate::maybe]
+pub(crate) async fn execute(image: &Image, spec: &RunSpec) -> Result<Image> {
+    let started = start(image, spec).await?;
+    let mut follower = EventFollower::new(image.client.clone(), started.op_id.clone()).deadline(Some(started.deadline));
+    let mut polled = None;
+    while let Some(item) = follower.next().await? {
+        if let Followed::Polled(op) = item {
+            polled = Some(*op);
+        }
+    }
+    let result = finish(image, spec, &started.op_id, polled).await;
+    started.guard.disarm();
+    result
+}
+
+/// Reads the final status (unless polling already has it) and builds the result image.
+#[crate::maybe]
+pub(crate) async fn finish(
+    image: &Image,
+    spec: &RunSpec,
+    op_id: &str,
+    polled: Option<OperationResponse>,
+) -> Result<Image> {
+    let op = match polled {
+        Some(op) => op,
+        None => super::operation::get(&image.client, op_id, false).await?.0,
+    };
+    let op = super::operation::finished(op_id, op)?;
+    let mut output = RunOutput::from_operation(&op, spec.command_line())?;
+    output.stdout = spec.stdout.deliver(&output.stdout, "stdout").await?;
+    output.stderr = spec.stderr.deliver(&output.stderr, "stderr").await?;
+    let mut result = Image {
+        client: image.client.clone(),
+        uuid: output.result_image,
+        tag: None,
+        created_at: None,
+        state: ImageState::Succeeded,
+        output: Some(Arc::new(output)),
+    };
+    if let Some(tag) = &spec.tag {
+        if result.uuid.is_none() {
+            return Err(
+                Error::invalid_argument("tag", "a disposable run has no result image to tag").with_operation(op_id)
+            );
+        }
+        result = result.tag_as(tag).await?;
+    }
+    Ok(result)
+}
+
+/// Cancels the operation on the server if dropped while armed (best effort, never blocking
+/// inside `drop`).
+pub(crate) struct CancelGuard {
+    client: Option<super::client::Client>,
+    op_id: String,
+}
+
+impl CancelGuard {
+    pub(crate) fn new(client: super::client::Client, op_id: String) -> Self {
+        CancelGuard { client: Some(client), op_id }
+    }
+
+    /// The operation reached its end: nothing to cancel any more.
+    pub(crate) fn disarm(mut self) {
+        self.client = None;
+    }
+}
+
+impl Drop for CancelGuard {
+    fn drop(&mut self) {
+        if let Some(client) = self.client.take() {
+            tracing::debug!(operation = %self.op_id, "run dropped in flight; cancelling");
+            transport::cancel_in_background(client, std::mem::take(&mut self.op_id));
+        }
+    }
+}
