@@ -189,9 +189,15 @@ impl EventFollower {
             call = call.header("last-event-id", HeaderValue::from(last));
         }
         let idle = self.client.http().idle_limit();
-        call.timeout =
-            Timeout::Streaming { idle: self.remaining().map_or(idle, |r| r.min(idle).max(Duration::from_millis(1))) };
-        match http.send(&call).await {
+        let limit = self.remaining().map_or(idle, |r| r.min(idle).max(Duration::from_millis(1)));
+        call.timeout = Timeout::Streaming { idle: limit };
+        // Async reqwest puts no bound on a streamed call before its headers arrive: bound it
+        // here, so a server that never answers cannot outlast the deadline.
+        let Some(sent) = transport::within(limit, http.send(&call)).await else {
+            self.idle_reconnects += 1;
+            return Ok(());
+        };
+        match sent {
             Ok(resp) => {
                 self.resp = Some(resp);
                 Ok(())

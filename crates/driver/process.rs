@@ -41,8 +41,15 @@ pub enum RunEvent {
 
 enum Phase {
     NotStarted,
-    Following { started: Started, follower: EventFollower, polled: Option<OperationResponse>, saw_output: bool },
+    Following(Box<Following>),
     Done,
+}
+
+struct Following {
+    started: Started,
+    follower: EventFollower,
+    polled: Option<OperationResponse>,
+    saw_output: bool,
 }
 
 /// A run's events in order, starting the run on the first call.
@@ -63,7 +70,7 @@ impl RunEvents {
         RunEvents {
             image,
             spec,
-            phase: Phase::Following { started, follower, polled: None, saw_output: false },
+            phase: Phase::Following(Box::new(Following { started, follower, polled: None, saw_output: false })),
             queued: Default::default(),
         }
     }
@@ -71,14 +78,21 @@ impl RunEvents {
     /// The operation id, once started.
     pub fn operation_id(&self) -> Option<&str> {
         match &self.phase {
-            Phase::Following { started, .. } => Some(&started.op_id),
+            Phase::Following(f) => Some(&f.started.op_id),
             _ => None,
+        }
+    }
+
+    /// Stops following without cancelling the operation on drop (someone else cancelled it).
+    pub(crate) fn disarm(&mut self) {
+        if let Phase::Following(f) = std::mem::replace(&mut self.phase, Phase::Done) {
+            f.started.guard.disarm();
         }
     }
 
     /// The next event; `None` after `Finished`.
     #[crate::maybe]
-    pub async fn next(&mut self) -> Result<Option<RunEvent>> {
+    pub async fn next_event(&mut self) -> Result<Option<RunEvent>> {
         loop {
             if let Some(e) = self.queued.pop_front() {
                 return Ok(Some(e));
@@ -89,29 +103,36 @@ impl RunEvents {
                     let started = super::run::start(&self.image, &self.spec).await?;
                     let follower = EventFollower::new(self.image.client.clone(), started.op_id.clone())
                         .deadline(Some(started.deadline));
-                    self.phase = Phase::Following { started, follower, polled: None, saw_output: false };
+                    self.phase =
+                        Phase::Following(Box::new(Following { started, follower, polled: None, saw_output: false }));
                 }
-                Phase::Following { follower, polled, saw_output, .. } => match follower.next().await {
+                Phase::Following(f) => match f.follower.next().await {
                     Err(e) => {
-                        self.phase = Phase::Done;
+                        let phase = std::mem::replace(&mut self.phase, Phase::Done);
+                        // On its deadline the follower has cancelled the operation already.
+                        if e.is_operation_timed_out()
+                            && let Phase::Following(f) = phase
+                        {
+                            f.started.guard.disarm();
+                        }
                         return Err(e);
                     }
-                    Ok(Some(Followed::Polled(op))) => *polled = Some(*op),
+                    Ok(Some(Followed::Polled(op))) => f.polled = Some(*op),
                     Ok(Some(Followed::Event(ev))) => {
                         if ev.spid.is_some_and(|s| s != 1) {
                             continue;
                         }
                         match ev.payload() {
                             EventPayload::Stdout(s) => {
-                                *saw_output = true;
+                                f.saw_output = true;
                                 return Ok(Some(RunEvent::Stdout(Bytes::from(s.to_bytes()?))));
                             }
                             EventPayload::Stderr(s) => {
-                                *saw_output = true;
+                                f.saw_output = true;
                                 return Ok(Some(RunEvent::Stderr(Bytes::from(s.to_bytes()?))));
                             }
                             EventPayload::Exit(x) => {
-                                *saw_output = true;
+                                f.saw_output = true;
                                 return Ok(Some(RunEvent::Exit(ExitStatus::from_wire(
                                     x.code.into(),
                                     x.signal.into(),
@@ -122,11 +143,10 @@ impl RunEvents {
                         }
                     }
                     Ok(None) => {
-                        let Phase::Following { started, polled, saw_output, .. } =
-                            std::mem::replace(&mut self.phase, Phase::Done)
-                        else {
+                        let Phase::Following(f) = std::mem::replace(&mut self.phase, Phase::Done) else {
                             unreachable!("matched Following above")
                         };
+                        let Following { started, polled, saw_output, .. } = *f;
                         let result = super::run::finish(&self.image, &self.spec, &started.op_id, polled).await;
                         started.guard.disarm();
                         let image = result?;
@@ -162,9 +182,11 @@ impl ProcessDriver {
     pub(crate) async fn run(mut self) {
         let outcome = loop {
             if self.stop.load(Ordering::Relaxed) {
+                // The dropped handle has cancelled the operation already.
+                self.events.disarm();
                 break Err(Error::operation_cancelled(self.events.operation_id().unwrap_or_default()));
             }
-            match self.events.next().await {
+            match self.events.next_event().await {
                 Ok(Some(RunEvent::Stdout(b))) => {
                     let _ = self.stdout.send(b);
                 }

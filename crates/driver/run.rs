@@ -416,6 +416,12 @@ impl RunSpec {
         }
         if let Some(tag) = &self.tag {
             validate::tag("tag", tag)?;
+            if self.disposable {
+                return Err(Error::invalid_argument(
+                    "tag",
+                    "a disposable run keeps no image to tag; call .disposable(false)",
+                ));
+            }
         }
         if let Some(t) = self.timeout
             && t.is_zero()
@@ -758,9 +764,19 @@ pub(crate) async fn execute(image: &Image, spec: &RunSpec) -> Result<Image> {
     let started = start(image, spec).await?;
     let mut follower = EventFollower::new(image.client.clone(), started.op_id.clone()).deadline(Some(started.deadline));
     let mut polled = None;
-    while let Some(item) = follower.next().await? {
-        if let Followed::Polled(op) = item {
-            polled = Some(*op);
+    loop {
+        match follower.next().await {
+            Ok(Some(Followed::Polled(op))) => polled = Some(*op),
+            Ok(Some(Followed::Event(_))) => {}
+            Ok(None) => break,
+            Err(e) => {
+                // The follower cancels the operation itself when the deadline passes; a
+                // second cancel from the guard would only repeat it.
+                if e.is_operation_timed_out() {
+                    started.guard.disarm();
+                }
+                return Err(e);
+            }
         }
     }
     let result = finish(image, spec, &started.op_id, polled).await;

@@ -46,7 +46,7 @@ impl crate::driver::run::PreparedRun<crate::driver::run::Detached> {
     pub fn stream(&self) -> impl Stream<Item = Result<crate::driver::process::RunEvent>> + Send + 'static {
         stream::unfold(Some(self.events()), |state| async move {
             let mut events = state?;
-            match events.next().await {
+            match events.next_event().await {
                 Ok(Some(e)) => Some((Ok(e), Some(events))),
                 Ok(None) => None,
                 Err(e) => Some((Err(e), None)),

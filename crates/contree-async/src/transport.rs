@@ -31,6 +31,11 @@ pub(crate) async fn sleep(d: Duration) {
     tokio::time::sleep(d).await
 }
 
+/// `fut`'s output, or `None` if it takes longer than `limit`.
+pub(crate) async fn within<T>(limit: Duration, fut: impl std::future::Future<Output = T>) -> Option<T> {
+    tokio::time::timeout(limit, fut).await.ok()
+}
+
 /// Next body chunk, or `None` at the end. A broken body is a transport error (the request
 /// was sent), or a timeout.
 pub(crate) async fn next_chunk(resp: &mut Response, idle: Duration) -> Result<Option<Bytes>> {

@@ -79,7 +79,7 @@ impl Iterator for RunEventIter {
 
     fn next(&mut self) -> Option<Self::Item> {
         let events = self.events.as_mut()?;
-        match events.next() {
+        match events.next_event() {
             Ok(Some(e)) => Some(Ok(e)),
             Ok(None) => {
                 self.events = None;
