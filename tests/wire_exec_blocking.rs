@@ -1,0 +1,49 @@
+//! Execution wire suite, blocking flavor: the scenarios of `tests/wire/exec/` against wiremock.
+//!
+//! Plain `#[test]`s, outside any runtime (reqwest::blocking panics inside one); the mock
+//! server runs on its own runtime in `support`.
+#![cfg(feature = "blocking")]
+
+pub(crate) use maybe_async::must_be_sync as maybe;
+
+mod support;
+
+mod flavor {
+    pub use contree::blocking::{
+        ContreeImageSync as Image, ContreeSync as Client, DynRead, DynWrite, Output, PipeReader, PreparedRun, RunEvent,
+        Stdin, UploadFileSpec,
+    };
+
+    pub fn sleep(d: std::time::Duration) {
+        std::thread::sleep(d)
+    }
+
+    /// Every item of the run's event `Iterator`.
+    pub fn collect_events(run: &PreparedRun) -> Vec<contree::Result<RunEvent>> {
+        run.stream().collect()
+    }
+
+    /// A live reader (`Read`) to its end.
+    pub fn read_to_end(reader: &mut PipeReader) -> Vec<u8> {
+        use std::io::Read;
+        let mut out = Vec::new();
+        reader.read_to_end(&mut out).expect("read");
+        out
+    }
+}
+
+#[path = "wire/exec/mod.rs"]
+mod scenarios;
+
+macro_rules! blocking_tests {
+    ($($name:ident),* $(,)?) => {
+        $(
+            #[test]
+            fn $name() {
+                scenarios::$name()
+            }
+        )*
+    };
+}
+
+exec_scenarios!(blocking_tests);
