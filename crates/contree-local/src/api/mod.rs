@@ -1,0 +1,86 @@
+//! The HTTP API: the Contree v1 routes, bearer auth, `{error, status}` error bodies and gzip.
+
+pub(crate) mod auth;
+pub(crate) mod error;
+pub(crate) mod events;
+pub(crate) mod files;
+pub(crate) mod images;
+pub(crate) mod inspect;
+pub(crate) mod instances;
+pub(crate) mod operations;
+pub(crate) mod params;
+pub(crate) mod subprocesses;
+pub(crate) mod whoami;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, patch, post};
+use tower_http::compression::CompressionLayer;
+use tower_http::decompression::RequestDecompressionLayer;
+use tower_http::trace::TraceLayer;
+use uuid::Uuid;
+
+use crate::ops::Ops;
+
+/// Largest JSON request body (a spawn request carries its stdin inline).
+const MAX_JSON_BODY: usize = 64 * 1024 * 1024;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub(crate) struct AppState {
+    pub ops: Arc<Ops>,
+    /// A stable id for the token (`whoami.token_uuid`), derived from it without revealing it.
+    pub token_uuid: Uuid,
+    pub keepalive: Duration,
+}
+
+/// Builds the router: every route under `/v1`, all behind the bearer-token check.
+pub(crate) fn router(state: AppState, token: auth::TokenCheck) -> Router {
+    let v1 = Router::new()
+        .route("/whoami", get(whoami::whoami))
+        .route("/images", get(images::list))
+        .route("/images/import", post(images::import))
+        .route("/images/{image}/tag", patch(images::set_tag).delete(images::remove_tag))
+        .route("/files", get(files::list).post(files::upload))
+        .route("/files/{sha256}", get(files::get).head(files::head))
+        .route("/instances", post(instances::spawn))
+        .route("/operations", get(operations::list))
+        .route("/operations/{op}", get(operations::get).delete(operations::cancel))
+        .route("/operations/{op}/events", get(events::events))
+        .route("/operations/{op}/subprocesses", post(subprocesses::create))
+        .route("/operations/{op}/subprocesses/{spid}", get(subprocesses::get).delete(subprocesses::kill))
+        .route("/operations/{op}/subprocesses/{spid}/stdin", post(subprocesses::stdin))
+        .route("/inspect", get(inspect::redirect_root))
+        .route("/inspect/", get(inspect::find_by_tag))
+        .route("/inspect/{image}", get(inspect::redirect_image))
+        .route("/inspect/{image}/", get(inspect::image))
+        .route("/inspect/{image}/download", get(inspect::download).head(inspect::download_head))
+        .route("/inspect/{image}/archive", get(inspect::archive).head(inspect::archive_head))
+        .route("/inspect/{image}/list", get(inspect::list))
+        .route("/inspect/{image}/grep", get(inspect::grep))
+        .fallback(error::fallback)
+        .with_state(state);
+    Router::new()
+        .nest("/v1", v1)
+        .fallback(error::fallback)
+        .layer(axum::middleware::from_fn_with_state(token, auth::require_token))
+        .layer(DefaultBodyLimit::max(MAX_JSON_BODY))
+        .layer(RequestDecompressionLayer::new())
+        // Event streams are excluded by the default predicate; they gzip themselves with a
+        // sync flush per event (see `events`).
+        .layer(CompressionLayer::new())
+        .layer(TraceLayer::new_for_http())
+}
+
+/// Derives the token's public id: a UUID from a hash of the token, so `whoami` can name the
+/// token without revealing it.
+pub(crate) fn token_uuid(token: &str) -> Uuid {
+    use sha2::{Digest, Sha256};
+    let d = Sha256::digest([b"contree-local token id:".as_slice(), token.as_bytes()].concat());
+    let mut b = [0u8; 16];
+    b.copy_from_slice(&d[..16]);
+    uuid::Builder::from_random_bytes(b).into_uuid()
+}

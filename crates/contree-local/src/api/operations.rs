@@ -1,0 +1,137 @@
+//! `/operations`: status (with `inflight`), listing with filters, cancellation.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use contree_core::models::{
+    InstanceResult, OperationKind, OperationMetadata, OperationResponse, OperationResult, OperationStatus,
+    OperationSummary,
+};
+use serde_json::Value;
+use uuid::Uuid;
+
+use super::AppState;
+use super::error::ApiError;
+use super::params::{Query, parse_uuid};
+use crate::ops::store_error;
+use crate::store::{OpFilter, OperationRecord, format_timestamp};
+
+/// Builds the wire form of an operation from its record; `live_status` overrides the stored
+/// status of a running operation and `partial` is the `inflight` result.
+pub(crate) fn to_response(
+    rec: &OperationRecord,
+    live_status: Option<OperationStatus>,
+    partial: Option<InstanceResult>,
+) -> OperationResponse {
+    let status = live_status.unwrap_or(rec.status);
+    let kind = rec.kind.clone();
+    let mut metadata = rec.metadata.clone();
+    if let (Some(p), Value::Object(m)) = (&partial, &mut metadata) {
+        m.insert("result".to_owned(), serde_json::to_value(p).unwrap_or(Value::Null));
+    }
+    let resources = metadata.get("result").and_then(|r| r.get("resources"));
+    let num = |k: &str| resources.and_then(|r| r.get(k)).and_then(Value::as_f64);
+    let consumed_cpu = match (num("user_cpu_time"), num("system_cpu_time")) {
+        (Some(u), Some(s)) => Some(u + s),
+        _ => None,
+    };
+    let consumed_memory = num("max_rss").map(|v| v as i64);
+    let result = if status.is_terminal() {
+        Some(OperationResult { image: rec.result_image_uuid, tag: rec.result_tag.clone(), stdout: None, stderr: None })
+    } else {
+        partial.as_ref().map(|p| OperationResult {
+            image: None,
+            tag: None,
+            stdout: Some(p.stdout.clone()),
+            stderr: Some(p.stderr.clone()),
+        })
+    };
+    OperationResponse {
+        uuid: rec.uuid,
+        kind: Some(kind),
+        status,
+        error: rec.error.clone(),
+        created_at: Some(format_timestamp(rec.created_at)),
+        duration: rec.duration,
+        image_size: None,
+        consumed_cpu,
+        consumed_memory,
+        image_uuid: rec.image_uuid,
+        result_image_uuid: if status == OperationStatus::Success { rec.result_image_uuid } else { None },
+        metadata: Some(OperationMetadata::Raw(metadata)),
+        result,
+    }
+}
+
+/// Loads an operation's record, or 404.
+pub(crate) fn load(state: &AppState, uuid: Uuid) -> Result<OperationRecord, ApiError> {
+    state
+        .ops
+        .store
+        .get_operation(uuid)
+        .map_err(store_error)?
+        .ok_or_else(|| ApiError::not_found(format!("operation {uuid} not found")))
+}
+
+/// `GET /operations/{id}[?inflight=1]` with `Retry-After: 1` (the poll delay hint).
+pub(crate) async fn get(State(state): State<AppState>, Path(op): Path<String>, q: Query) -> Result<Response, ApiError> {
+    let uuid = parse_uuid(&op, "operation")?;
+    let live = state.ops.live(uuid);
+    let rec = load(&state, uuid)?;
+    let (status, partial) = match &live {
+        Some(l) => {
+            let status = l.status();
+            let partial = (q.flag("inflight") && !status.is_terminal()).then(|| l.fold(1)).flatten();
+            (Some(status), partial)
+        }
+        None => (None, None),
+    };
+    // The record may have been finished between the two reads; the stored status then wins.
+    let status = if rec.status.is_terminal() { None } else { status };
+    let mut resp = Json(to_response(&rec, status, partial)).into_response();
+    resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    Ok(resp)
+}
+
+/// `GET /operations?limit&offset&status&kind&since&until` → a bare JSON array, newest first.
+pub(crate) async fn list(State(state): State<AppState>, q: Query) -> Result<Json<Vec<OperationSummary>>, ApiError> {
+    let status = match q.get("status").filter(|s| !s.is_empty()) {
+        Some(s) => Some(s.parse::<OperationStatus>().map_err(|e| ApiError::bad_request(e.message().to_owned()))?),
+        None => None,
+    };
+    let kind = match q.get("kind").filter(|s| !s.is_empty()) {
+        Some(k) => match OperationKind::from_wire(k) {
+            OperationKind::Other(_) => {
+                return Err(ApiError::bad_request(format!("`kind` must be `instance` or `image_import`, got `{k}`")));
+            }
+            k => Some(k),
+        },
+        None => None,
+    };
+    let filter = OpFilter {
+        status,
+        kind,
+        since: q.time("since")?,
+        until: q.time("until")?,
+        limit: q.limit()? as u32,
+        offset: q.offset()? as u64,
+    };
+    let records = state.ops.store.list_operations(&filter).map_err(store_error)?;
+    Ok(Json(
+        records
+            .iter()
+            .map(|r| {
+                let live = state.ops.live(r.uuid).map(|l| l.status()).filter(|_| !r.status.is_terminal());
+                to_response(r, live, None).summary()
+            })
+            .collect(),
+    ))
+}
+
+/// `DELETE /operations/{id}` → 202, or 409 when it already ended.
+pub(crate) async fn cancel(State(state): State<AppState>, Path(op): Path<String>) -> Result<StatusCode, ApiError> {
+    let uuid = parse_uuid(&op, "operation")?;
+    state.ops.cancel(uuid)?;
+    Ok(StatusCode::ACCEPTED)
+}

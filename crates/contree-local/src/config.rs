@@ -1,0 +1,188 @@
+//! Configuration of a [`LocalServer`](crate::LocalServer).
+
+use std::fmt;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use contree_core::Error;
+
+/// Largest `truncate_output_at` the API accepts (10 MiB, as the spec says).
+pub(crate) const MAX_TRUNCATE_OUTPUT_AT: u64 = 10 * 1024 * 1024;
+
+/// How a [`LocalServer`](crate::LocalServer) is set up.
+///
+/// Every field has a sensible default, so embedded use is one line:
+///
+/// ```
+/// use contree_local::LocalConfig;
+/// use std::time::Duration;
+///
+/// let config = LocalConfig::default()
+///     .with_token("test-token")
+///     .with_max_concurrent_runs(4)
+///     .with_default_run_timeout(Duration::from_secs(60));
+/// assert_eq!(config.bind.ip().to_string(), "127.0.0.1");
+/// assert_eq!(config.bind.port(), 0); // a free port is picked at start
+/// assert!(config.data_dir.is_none()); // a temporary directory, removed with the server
+/// // The token never shows up in debug output.
+/// assert!(!format!("{config:?}").contains("test-token"));
+/// ```
+#[derive(Clone)]
+#[non_exhaustive]
+pub struct LocalConfig {
+    /// Where images, layers, uploaded files and the database live. `None` makes a fresh
+    /// temporary directory that is removed when the server stops (embedded/test use).
+    pub data_dir: Option<PathBuf>,
+    /// The address to listen on. Defaults to `127.0.0.1:0` (loopback, any free port): the
+    /// server runs commands as root in sandboxes, so it is not exposed to the network unless
+    /// asked for explicitly.
+    pub bind: SocketAddr,
+    /// The bearer token every request must carry. `None` generates a random one, readable with
+    /// [`LocalServer::token`](crate::LocalServer::token).
+    pub token: Option<String>,
+    /// How many runs execute at once; further runs wait as `PENDING`. Defaults to twice the
+    /// number of CPUs.
+    pub max_concurrent_runs: usize,
+    /// The timeout of a run whose spawn request has none. `None` means no timeout.
+    pub default_run_timeout: Option<Duration>,
+    /// The largest timeout a spawn request may ask for (reported by `GET /whoami` as
+    /// `limits.instance_max_timeout`); larger values are rejected with 400.
+    pub max_run_timeout: Duration,
+    /// How often an idle event stream (`GET /operations/{id}/events?follow=1`) sends a
+    /// `: keepalive` comment.
+    pub keepalive_interval: Duration,
+}
+
+impl Default for LocalConfig {
+    fn default() -> Self {
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        LocalConfig {
+            data_dir: None,
+            bind: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+            token: None,
+            max_concurrent_runs: 2 * cpus,
+            default_run_timeout: Some(Duration::from_secs(3600)),
+            max_run_timeout: Duration::from_secs(24 * 3600),
+            keepalive_interval: Duration::from_secs(15),
+        }
+    }
+}
+
+impl fmt::Debug for LocalConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LocalConfig")
+            .field("data_dir", &self.data_dir)
+            .field("bind", &self.bind)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("max_concurrent_runs", &self.max_concurrent_runs)
+            .field("default_run_timeout", &self.default_run_timeout)
+            .field("max_run_timeout", &self.max_run_timeout)
+            .field("keepalive_interval", &self.keepalive_interval)
+            .finish()
+    }
+}
+
+impl LocalConfig {
+    /// Keeps the server's state in `dir` (created if missing), so it survives restarts.
+    pub fn with_data_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.data_dir = Some(dir.into());
+        self
+    }
+
+    /// Listens on `addr` instead of `127.0.0.1:0`.
+    pub fn with_bind(mut self, addr: SocketAddr) -> Self {
+        self.bind = addr;
+        self
+    }
+
+    /// Requires this bearer token instead of a generated one.
+    pub fn with_token(mut self, token: impl Into<String>) -> Self {
+        self.token = Some(token.into());
+        self
+    }
+
+    /// Sets how many runs execute at once.
+    pub fn with_max_concurrent_runs(mut self, runs: usize) -> Self {
+        self.max_concurrent_runs = runs;
+        self
+    }
+
+    /// Sets the timeout of runs that don't ask for one.
+    pub fn with_default_run_timeout(mut self, timeout: Duration) -> Self {
+        self.default_run_timeout = Some(timeout);
+        self
+    }
+
+    /// Sets the largest timeout a run may ask for.
+    pub fn with_max_run_timeout(mut self, timeout: Duration) -> Self {
+        self.max_run_timeout = timeout;
+        self
+    }
+
+    /// Sets the keepalive period of idle event streams.
+    pub fn with_keepalive_interval(mut self, interval: Duration) -> Self {
+        self.keepalive_interval = interval;
+        self
+    }
+
+    /// Checks the values a caller may have got wrong, naming the offending field.
+    pub(crate) fn validate(&self) -> Result<(), Error> {
+        if self.max_concurrent_runs == 0 {
+            return Err(Error::invalid_argument("max_concurrent_runs", "must be at least 1"));
+        }
+        if let Some(token) = &self.token {
+            if token.is_empty() {
+                return Err(Error::invalid_argument("token", "must not be empty"));
+            }
+            // The token travels in an HTTP header: it must be a valid header value.
+            if !token.bytes().all(|b| b.is_ascii_graphic()) {
+                return Err(Error::invalid_argument("token", "must be printable ASCII without spaces"));
+            }
+        }
+        if self.keepalive_interval.is_zero() {
+            return Err(Error::invalid_argument("keepalive_interval", "must be positive"));
+        }
+        if self.max_run_timeout.is_zero() {
+            return Err(Error::invalid_argument("max_run_timeout", "must be positive"));
+        }
+        if let Some(t) = self.default_run_timeout
+            && (t.is_zero() || t > self.max_run_timeout)
+        {
+            return Err(Error::invalid_argument(
+                "default_run_timeout",
+                "must be positive and not above max_run_timeout",
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_loopback() {
+        let c = LocalConfig::default();
+        c.validate().unwrap();
+        assert!(c.bind.ip().is_loopback());
+        assert!(c.max_concurrent_runs >= 2);
+    }
+
+    #[test]
+    fn bad_values_name_the_field() {
+        let e = LocalConfig::default().with_max_concurrent_runs(0).validate().unwrap_err();
+        assert!(e.is_invalid_argument());
+        assert_eq!(e.argument(), Some("max_concurrent_runs"));
+        let e = LocalConfig::default().with_token("a b").validate().unwrap_err();
+        assert_eq!(e.argument(), Some("token"));
+        assert!(!e.to_string().contains("a b"));
+        let e = LocalConfig::default()
+            .with_max_run_timeout(Duration::from_secs(10))
+            .with_default_run_timeout(Duration::from_secs(20))
+            .validate()
+            .unwrap_err();
+        assert_eq!(e.argument(), Some("default_run_timeout"));
+    }
+}

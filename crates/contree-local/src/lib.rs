@@ -1,0 +1,276 @@
+//! # contree-local
+//!
+//! A real Contree server on your machine: it speaks the Contree v1 HTTP API and runs every
+//! command in a sandbox (Linux namespaces + overlayfs) whose filesystem becomes a new,
+//! addressable image — so images branch like git, offline, with no account.
+//!
+//! Start one in-process (tests, examples) with [`LocalServer::start`], or run the
+//! `contree-local` binary. It needs Linux and root (or `CAP_SYS_ADMIN`); when the host can't
+//! sandbox, starting fails with a clear error and nothing is ever run unsandboxed.
+//!
+//! ```no_run
+//! use contree_local::{LocalConfig, LocalServer};
+//!
+//! # async fn demo() -> contree_core::Result<()> {
+//! let server = LocalServer::start(LocalConfig::default()).await?;
+//! println!("Contree API at {} (token {})", server.base_url(), server.token());
+//! // Point a Contree client at `server.base_url()` with `server.token()`: the built-in image
+//! // is `tag:contree-local/base:latest`.
+//! server.shutdown().await;
+//! # Ok(()) }
+//! ```
+//!
+//! Outside an async runtime (blocking tests), use [`LocalServer::start_blocking`], which runs
+//! the server on a runtime of its own.
+#![deny(missing_docs)]
+
+mod api;
+pub mod config;
+mod ops;
+
+pub mod images;
+pub mod sandbox;
+pub mod store;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use contree_core::{Error, Result};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+pub use config::LocalConfig;
+pub use images::base::BASE_IMAGE_TAG;
+
+/// How long [`LocalServer::shutdown`] waits for killed runs to be recorded.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// A running local server. Dropping it stops the server (killing running commands); call
+/// [`shutdown`](LocalServer::shutdown) to also wait until everything is recorded.
+pub struct LocalServer {
+    base_url: String,
+    addr: SocketAddr,
+    token: String,
+    data_dir: PathBuf,
+    ops: Arc<ops::Ops>,
+    stop_tx: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
+    /// The runtime of a server started with [`LocalServer::start_blocking`].
+    runtime: Option<tokio::runtime::Runtime>,
+    /// A temporary data dir, removed after everything else (declared last: dropped last).
+    _temp_dir: Option<tempfile::TempDir>,
+}
+
+impl std::fmt::Debug for LocalServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalServer")
+            .field("base_url", &self.base_url)
+            .field("data_dir", &self.data_dir)
+            .field("token", &"<redacted>")
+            .finish_non_exhaustive()
+    }
+}
+
+impl LocalServer {
+    /// Starts a server (from inside a tokio runtime): checks that the host can sandbox,
+    /// opens (or creates) the data dir, marks operations interrupted by a previous stop as
+    /// FAILED, prepares the built-in base image, and listens on `config.bind`.
+    ///
+    /// Errors: `InvalidArgument` for a bad config field, `Config` when the host can't sandbox
+    /// commands (the message says what is missing), `Io` when the data dir or the address
+    /// can't be used.
+    pub async fn start(config: LocalConfig) -> Result<LocalServer> {
+        config.validate()?;
+        let (temp_dir, data_dir) = match &config.data_dir {
+            Some(d) => {
+                std::fs::create_dir_all(d).map_err(|e| Error::io(format!("cannot create {}", d.display()), e))?;
+                (None, d.clone())
+            }
+            None => {
+                let t = tempfile::Builder::new()
+                    .prefix("contree-local-")
+                    .tempdir()
+                    .map_err(|e| Error::io("cannot create a temporary data dir", e))?;
+                let p = t.path().to_path_buf();
+                (Some(t), p)
+            }
+        };
+        // Relative data dirs would change meaning inside the sandbox's mount namespace.
+        let data_dir = std::fs::canonicalize(&data_dir)
+            .map_err(|e| Error::io(format!("cannot resolve {}", data_dir.display()), e))?;
+
+        let setup_dir = data_dir.clone();
+        let (store, base) = tokio::task::spawn_blocking(move || prepare(&setup_dir))
+            .await
+            .map_err(|e| Error::config(format!("server setup crashed: {e}")))??;
+
+        let token = config.token.clone().unwrap_or_else(generate_token);
+        let listener = tokio::net::TcpListener::bind(config.bind)
+            .await
+            .map_err(|e| Error::io(format!("cannot listen on {}", config.bind), e))?;
+        let addr = listener.local_addr().map_err(|e| Error::io("cannot read the listening address", e))?;
+
+        let ops = ops::Ops::new(
+            store,
+            base,
+            data_dir.clone(),
+            ops::RunLimits {
+                default_timeout: config.default_run_timeout,
+                max_timeout: config.max_run_timeout,
+                max_concurrent_runs: config.max_concurrent_runs,
+            },
+        );
+        let state = api::AppState {
+            ops: ops.clone(),
+            token_uuid: api::token_uuid(&token),
+            keepalive: config.keepalive_interval,
+        };
+        let app = api::router(state, api::auth::TokenCheck::new(&token));
+        let (stop_tx, stop_rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            use axum::serve::ListenerExt;
+            // Without TCP_NODELAY, small writes (an SSE frame, a short JSON body) wait for the
+            // client's delayed ACK: ~40 ms per request.
+            let listener = listener.tap_io(|tcp| {
+                let _ = tcp.set_nodelay(true);
+            });
+            let serve = axum::serve(listener, app).with_graceful_shutdown(async {
+                let _ = stop_rx.await;
+            });
+            if let Err(e) = serve.await {
+                tracing::error!(error = %e, "the HTTP server stopped with an error");
+            }
+        });
+        tracing::info!(%addr, data_dir = %data_dir.display(), "contree-local listening");
+        Ok(LocalServer {
+            base_url: format!("http://{addr}"),
+            addr,
+            token,
+            data_dir,
+            ops,
+            stop_tx: Some(stop_tx),
+            task: Some(task),
+            runtime: None,
+            _temp_dir: temp_dir,
+        })
+    }
+
+    /// Like [`start`](LocalServer::start), for callers outside any async runtime (blocking
+    /// clients and their tests): the server runs on a runtime of its own, stopped when the
+    /// handle is dropped.
+    ///
+    /// Must not be called from within a tokio runtime (use `start` there).
+    pub fn start_blocking(config: LocalConfig) -> Result<LocalServer> {
+        if tokio::runtime::Handle::try_current().is_ok() {
+            return Err(Error::config(
+                "LocalServer::start_blocking was called inside a tokio runtime; use LocalServer::start().await",
+            ));
+        }
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("contree-local")
+            .enable_all()
+            .build()
+            .map_err(|e| Error::io("cannot start the server's runtime", e))?;
+        let mut server = runtime.block_on(LocalServer::start(config))?;
+        server.runtime = Some(runtime);
+        Ok(server)
+    }
+
+    /// The server's base URL, e.g. `http://127.0.0.1:41234` (the API is under `/v1`).
+    pub fn base_url(&self) -> &str {
+        &self.base_url
+    }
+
+    /// The address the server listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The bearer token clients must send.
+    pub fn token(&self) -> &str {
+        &self.token
+    }
+
+    /// Where the server keeps its state.
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    /// Stops the server: no new requests, running commands are killed (their operations end
+    /// FAILED), and returns once that is recorded (bounded wait) and the listener is closed.
+    pub async fn shutdown(mut self) {
+        self.ops.shutdown(SHUTDOWN_GRACE).await;
+        if let Some(tx) = self.stop_tx.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            // Open event streams end with their operations; give connections a moment.
+            let _ = tokio::time::timeout(SHUTDOWN_GRACE, task).await;
+        }
+    }
+}
+
+impl Drop for LocalServer {
+    fn drop(&mut self) {
+        self.ops.kill_all();
+        if let Some(tx) = self.stop_tx.take() {
+            let _ = tx.send(());
+        }
+        if let Some(rt) = self.runtime.take() {
+            if tokio::runtime::Handle::try_current().is_err() {
+                // Our own runtime, dropped from plain code: let the killed runs get recorded.
+                let ops = self.ops.clone();
+                let task = self.task.take();
+                rt.block_on(async move {
+                    ops.shutdown(SHUTDOWN_GRACE).await;
+                    if let Some(task) = task {
+                        let _ = tokio::time::timeout(Duration::from_secs(2), task).await;
+                    }
+                });
+                rt.shutdown_timeout(Duration::from_secs(2));
+            } else {
+                rt.shutdown_background();
+            }
+        } else if let Some(task) = self.task.take() {
+            // Stopped by the graceful-shutdown signal; aborting only cuts idle connections.
+            drop(task);
+        }
+    }
+}
+
+/// Host checks and store/base preparation (blocking).
+fn prepare(data_dir: &Path) -> Result<(store::Store, images::base::BaseImage)> {
+    sandbox::check_support(data_dir).map_err(|e| Error::config(e.to_string()))?;
+    let store = store::Store::open(data_dir)?;
+    let failed = store.fail_interrupted_operations()?;
+    if !failed.is_empty() {
+        tracing::warn!(count = failed.len(), "operations interrupted by the previous stop were marked FAILED");
+    }
+    // Scratch dirs of runs cut short by a crash: their operations were just marked FAILED.
+    let runs = data_dir.join("runs");
+    if runs.exists()
+        && let Err(e) = std::fs::remove_dir_all(&runs)
+    {
+        tracing::warn!(dir = %runs.display(), error = %e, "could not clean up old run directories");
+    }
+    let base = images::base::ensure_base(data_dir)
+        .map_err(|e| Error::config(format!("cannot prepare the base image: {e}")))?;
+    if store.get_image(base.uuid)?.is_none() {
+        let record = store::ImageRecord::new(base.uuid, None, None);
+        store.insert_image(&record)?;
+        // The tag may have been moved to another image by a user; only claim it if free.
+        if store.find_by_tag(BASE_IMAGE_TAG)?.is_none() {
+            store.set_tag(base.uuid, BASE_IMAGE_TAG)?;
+        }
+    }
+    Ok((store, base))
+}
+
+/// A random 256-bit token, hex-encoded.
+fn generate_token() -> String {
+    let bytes: [u8; 32] = rand::random();
+    hex::encode(bytes)
+}

@@ -1,0 +1,283 @@
+//! Operation lifecycle: creation, the run queue, cancellation, the event log and its folding,
+//! and persistence of the final state.
+//!
+//! Each operation appends to an event log (`init`, `spawn`, stream chunks, `exit`,
+//! `truncated`, `shutdown`, `completion`). Everything else is derived from that log: event
+//! streams, the folded result, `inflight` output and the subprocess view. While an operation
+//! runs its log lives in memory ([`live::LiveOp`]); when it ends, the log and the final record
+//! are written to the store.
+
+pub(crate) mod fold;
+pub(crate) mod import;
+pub(crate) mod live;
+pub(crate) mod plan;
+pub(crate) mod run;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use contree_core::models::{
+    EventDataCompletion, EventPayload, OperationInstanceMetadata, OperationKind, OperationStatus,
+};
+use serde_json::Value;
+use tokio::sync::{Notify, Semaphore};
+use uuid::Uuid;
+
+use crate::api::error::ApiError;
+use crate::images::base::BaseImage;
+use crate::store::{EventRow, ImageRecord, OperationRecord, Store};
+
+pub(crate) use live::{LiveOp, StopReason};
+
+/// Limits applied to runs.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RunLimits {
+    pub default_timeout: Option<Duration>,
+    pub max_timeout: Duration,
+    pub max_concurrent_runs: usize,
+}
+
+/// The operation registry, shared by every request handler.
+pub(crate) struct Ops {
+    pub store: Store,
+    pub base: BaseImage,
+    pub data_dir: PathBuf,
+    pub limits: RunLimits,
+    queue: Arc<Semaphore>,
+    live: Mutex<HashMap<Uuid, Arc<LiveOp>>>,
+    /// Notified whenever an operation leaves the live set (shutdown waits on it).
+    drained: Notify,
+    closing: AtomicBool,
+}
+
+/// How an operation ended, before the `completion` event is written.
+#[derive(Debug, Clone)]
+pub(crate) struct Outcome {
+    pub status: OperationStatus,
+    pub error: Option<String>,
+    pub result_image: Option<Uuid>,
+    pub result_tag: Option<String>,
+    /// A new image to record together with the operation's end (one transaction).
+    pub new_image: Option<ImageRecord>,
+}
+
+impl Outcome {
+    pub fn failed(error: impl Into<String>) -> Self {
+        Outcome {
+            status: OperationStatus::Failed,
+            error: Some(error.into()),
+            result_image: None,
+            result_tag: None,
+            new_image: None,
+        }
+    }
+
+    pub fn success(result_image: Option<Uuid>) -> Self {
+        Outcome { status: OperationStatus::Success, error: None, result_image, result_tag: None, new_image: None }
+    }
+}
+
+impl Ops {
+    pub fn new(store: Store, base: BaseImage, data_dir: PathBuf, limits: RunLimits) -> Arc<Self> {
+        Arc::new(Ops {
+            store,
+            base,
+            data_dir,
+            queue: Arc::new(Semaphore::new(limits.max_concurrent_runs)),
+            limits,
+            live: Mutex::new(HashMap::new()),
+            drained: Notify::new(),
+            closing: AtomicBool::new(false),
+        })
+    }
+
+    fn live_map(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, Arc<LiveOp>>> {
+        self.live.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The live operation `uuid`, if it is still running.
+    pub fn live(&self, uuid: Uuid) -> Option<Arc<LiveOp>> {
+        self.live_map().get(&uuid).cloned()
+    }
+
+    /// Registers a new operation (already inserted in the store).
+    fn register(&self, op: Arc<LiveOp>) -> Result<(), ApiError> {
+        if self.closing.load(Ordering::SeqCst) {
+            return Err(ApiError::new(axum::http::StatusCode::SERVICE_UNAVAILABLE, "the server is shutting down"));
+        }
+        self.live_map().insert(op.uuid, op);
+        Ok(())
+    }
+
+    /// Creates an instance operation and queues its run. Returns the operation id and the
+    /// metadata echo for the 201 answer.
+    pub fn spawn_instance(
+        self: &Arc<Self>,
+        req: contree_core::models::InstanceSpawnRequest,
+    ) -> Result<(Uuid, OperationInstanceMetadata), ApiError> {
+        let (plan, meta) = plan::plan_instance(self, req)?;
+        let uuid = Uuid::new_v4();
+        let mut record =
+            OperationRecord::new(uuid, OperationKind::Instance, serde_json::to_value(&meta).unwrap_or(Value::Null));
+        record.image_uuid = Some(plan.source.uuid);
+        self.store.insert_operation(&record).map_err(store_error)?;
+        let live = LiveOp::new(uuid, OperationKind::Instance, plan.keep_stdin_open, plan.truncate_at);
+        if let Err(e) = self.register(live.clone()) {
+            // Never leave a PENDING record behind that nothing will run.
+            let mut record = record;
+            record.status = OperationStatus::Failed;
+            record.error = Some(e.message().to_owned());
+            record.finished_at = Some(crate::store::now());
+            let _ = self.store.update_operation(&record);
+            return Err(e);
+        }
+        let ops = self.clone();
+        tokio::spawn(async move {
+            let permit = tokio::select! {
+                p = ops.queue.clone().acquire_owned() => p.ok(),
+                _ = live.stop_notify.notified() => None,
+            };
+            let Some(permit) = permit else {
+                // Stopped while queued: nothing ran.
+                let outcome = stopped_outcome(live.stop_reason());
+                let ops2 = ops.clone();
+                let _ = tokio::task::spawn_blocking(move || ops2.finish(&live, record, outcome)).await;
+                return;
+            };
+            let ops2 = ops.clone();
+            let live2 = live.clone();
+            let rec2 = record.clone();
+            let joined = tokio::task::spawn_blocking(move || {
+                let outcome = run::execute(&ops2, &live2, plan, &rec2);
+                drop(permit);
+                ops2.finish(&live2, rec2, outcome);
+            })
+            .await;
+            if let Err(e) = joined {
+                // The run panicked: still end the operation, so no follower waits forever.
+                ops.finish(&live, record, Outcome::failed(format!("the run crashed: {e}")));
+            }
+        });
+        Ok((uuid, meta))
+    }
+
+    /// Writes the `completion` event, persists the log and the final record, and retires the
+    /// live operation. Blocking (SQLite); called from blocking or short async contexts.
+    pub fn finish(&self, live: &Arc<LiveOp>, mut record: OperationRecord, outcome: Outcome) {
+        let now = crate::store::now();
+        let ran = live.lock().started.map(|s| s.elapsed());
+        let duration_ms = match ran {
+            Some(d) => d.as_millis() as u64,
+            None => (now - record.created_at).whole_milliseconds().max(0) as u64,
+        };
+        let success = outcome.status == OperationStatus::Success;
+        let result_image = if success { outcome.result_image } else { None };
+        live.push(
+            None,
+            &EventPayload::Completion(EventDataCompletion {
+                status: outcome.status,
+                duration_ms: Some(duration_ms),
+                result_image_uuid: result_image,
+                error: outcome.error.clone(),
+                image_size_bytes: None,
+            }),
+        );
+        record.status = outcome.status;
+        record.error = outcome.error.clone();
+        record.finished_at = Some(now);
+        record.duration = Some(duration_ms as f64 / 1000.0);
+        record.result_image_uuid = result_image;
+        record.result_tag = if success { outcome.result_tag.clone() } else { None };
+        if live.kind == OperationKind::Instance
+            && let Some(result) = live.fold(1)
+            && let Value::Object(m) = &mut record.metadata
+        {
+            m.insert("result".to_owned(), serde_json::to_value(&result).unwrap_or(Value::Null));
+        }
+        let rows: Vec<EventRow> = live
+            .events()
+            .iter()
+            .map(|e| EventRow::new(e.id, serde_json::to_value(e.as_ref()).unwrap_or(Value::Null)))
+            .collect();
+        let new_image = if success { outcome.new_image.as_ref() } else { None };
+        if let Err(e) = self.store.complete_operation(&record, &rows, new_image) {
+            tracing::error!(operation = %live.uuid, error = %e, "could not record the end of an operation");
+            // At least record the status, so the operation doesn't look alive forever.
+            record.status = OperationStatus::Failed;
+            record.error = Some(format!("could not record the result: {e}"));
+            record.result_image_uuid = None;
+            let _ = self.store.update_operation(&record);
+        }
+        live.set_status(record.status);
+        self.forget(live);
+    }
+
+    fn forget(&self, live: &Arc<LiveOp>) {
+        self.live_map().remove(&live.uuid);
+        self.drained.notify_waiters();
+    }
+
+    /// Cancels an operation: 202 when accepted, 409 when it already ended, 404 when unknown.
+    pub fn cancel(&self, uuid: Uuid) -> Result<(), ApiError> {
+        if let Some(live) = self.live(uuid)
+            && live.request_stop(StopReason::Cancelled)
+        {
+            return Ok(());
+        }
+        match self.store.get_operation(uuid).map_err(store_error)? {
+            None => Err(ApiError::not_found(format!("operation {uuid} not found"))),
+            Some(_) => Err(ApiError::conflict("operation is not cancellable")),
+        }
+    }
+
+    /// Stops accepting work, kills every run and waits (bounded) for them to be recorded.
+    pub async fn shutdown(&self, grace: Duration) {
+        self.kill_all();
+        let deadline = tokio::time::Instant::now() + grace;
+        loop {
+            let notified = self.drained.notified();
+            if self.live_map().is_empty() {
+                return;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return;
+            }
+        }
+    }
+
+    /// Stops accepting work and kills every run, without waiting (usable from `Drop`).
+    pub fn kill_all(&self) {
+        self.closing.store(true, Ordering::SeqCst);
+        let all: Vec<_> = self.live_map().values().cloned().collect();
+        for op in all {
+            op.request_stop(StopReason::Shutdown);
+        }
+    }
+}
+
+/// The outcome of an operation stopped before or while running.
+pub(crate) fn stopped_outcome(reason: Option<StopReason>) -> Outcome {
+    match reason {
+        Some(StopReason::Shutdown) => Outcome::failed("the server shut down"),
+        _ => Outcome { status: OperationStatus::Cancelled, ..Outcome::failed("cancelled") },
+    }
+}
+
+/// The stored event log of a finished operation (events with `id > since`).
+pub(crate) fn stored_events(
+    store: &Store,
+    uuid: Uuid,
+    since: Option<u64>,
+) -> Result<Vec<contree_core::models::OperationEvent>, ApiError> {
+    let rows = store.load_events(uuid, since).map_err(store_error)?;
+    Ok(rows.into_iter().filter_map(|r| serde_json::from_value(r.event).ok()).collect())
+}
+
+/// Maps a store failure to the API's error statuses (the store's errors already carry the
+/// kind the API should answer with).
+pub(crate) fn store_error(e: contree_core::Error) -> ApiError {
+    ApiError::from(e)
+}

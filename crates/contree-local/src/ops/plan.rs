@@ -1,0 +1,241 @@
+//! Turning a spawn request into a validated run plan (every bad field is a 400 naming it).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use contree_core::models::{ImageSource, InstanceSpawnRequest, OperationInstanceMetadata};
+
+use crate::api::error::ApiError;
+use crate::config::MAX_TRUNCATE_OUTPUT_AT;
+use crate::sandbox::PlacedFile;
+use crate::store::ImageRecord;
+
+use super::Ops;
+
+/// `PATH` of a run whose env doesn't set one (the spec's default).
+pub(crate) const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+/// `truncate_output_at` when the request has none (1 MiB).
+pub(crate) const DEFAULT_TRUNCATE_AT: u64 = 1024 * 1024;
+/// The spec's default hostname.
+pub(crate) const DEFAULT_HOSTNAME: &str = "linuxkit";
+
+/// Environment keys whose values are masked in events and echoed metadata.
+const SECRET_SUFFIXES: [&str; 6] = ["token", "secret", "password", "api_key", "credentials", "authorization"];
+
+/// Everything a run needs, checked.
+#[derive(Debug, Clone)]
+pub(crate) struct RunPlan {
+    pub source: ImageRecord,
+    /// What the process executes (after wrapping a shell command in `<shell> -c`).
+    pub exec_command: String,
+    pub exec_args: Vec<String>,
+    pub shell: bool,
+    pub env: BTreeMap<String, String>,
+    /// The env to store in the result image (`preserve_env`), if any.
+    pub preserved_env: Option<BTreeMap<String, String>>,
+    pub cwd: String,
+    pub uid: u32,
+    pub gid: u32,
+    pub hostname: String,
+    pub network: bool,
+    pub files: Vec<PlacedFile>,
+    pub stdin: Vec<u8>,
+    pub keep_stdin_open: bool,
+    pub timeout: Option<Duration>,
+    pub truncate_at: u64,
+    pub disposable: bool,
+}
+
+/// Validates `req`, resolves its image and files, and returns the plan plus the metadata echo
+/// (the request with the image resolved and defaults filled in).
+pub(crate) fn plan_instance(
+    ops: &Ops,
+    req: InstanceSpawnRequest,
+) -> Result<(RunPlan, OperationInstanceMetadata), ApiError> {
+    let source = resolve_image(ops, &req.image)?;
+
+    if req.command.is_empty() {
+        return Err(ApiError::bad_request("`command` must not be empty"));
+    }
+    no_nul("command", &req.command)?;
+    for a in &req.args {
+        no_nul("args", a)?;
+    }
+    for (k, v) in &req.env {
+        if k.is_empty() || k.contains('=') || k.contains('\0') {
+            return Err(ApiError::bad_request(format!("`env` key `{k}` is not a valid variable name")));
+        }
+        no_nul("env", v)?;
+    }
+    let cwd = req.cwd.clone().unwrap_or_default();
+    if !cwd.is_empty() && !cwd.starts_with('/') {
+        return Err(ApiError::bad_request("`cwd` must be an absolute path or empty"));
+    }
+    no_nul("cwd", &cwd)?;
+    let hostname = req.hostname.clone().unwrap_or_else(|| DEFAULT_HOSTNAME.to_owned());
+    if hostname.is_empty()
+        || hostname.len() > 64
+        || !hostname.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+    {
+        return Err(ApiError::bad_request("`hostname` must be 1 to 64 characters of letters, digits, `-` and `.`"));
+    }
+    let truncate_at = req.truncate_output_at.unwrap_or(DEFAULT_TRUNCATE_AT);
+    if truncate_at > MAX_TRUNCATE_OUTPUT_AT {
+        return Err(ApiError::bad_request(format!("`truncate_output_at` must be at most {MAX_TRUNCATE_OUTPUT_AT}")));
+    }
+    let timeout = match req.timeout {
+        None => ops.limits.default_timeout,
+        Some(0) => return Err(ApiError::bad_request("`timeout` must be at least 1 second")),
+        Some(secs) if Duration::from_secs(secs) > ops.limits.max_timeout => {
+            return Err(ApiError::bad_request(format!(
+                "`timeout` must be at most {} seconds",
+                ops.limits.max_timeout.as_secs()
+            )));
+        }
+        Some(secs) => Some(Duration::from_secs(secs)),
+    };
+    if let Some(limits) = &req.resources_limits
+        && limits.max_layer_bytes == Some(0)
+    {
+        return Err(ApiError::bad_request("`resources_limits.max_layer_bytes` must be at least 1"));
+    }
+    let (stdin, keep_stdin_open) = match &req.stdin {
+        None => (Vec::new(), false),
+        Some(s) => (
+            s.to_bytes().map_err(|e| ApiError::bad_request(format!("`stdin` could not be decoded: {e}")))?,
+            !s.closes(),
+        ),
+    };
+    let files = place_files(ops, &req)?;
+
+    let shell = req.shell.unwrap_or(false);
+    // Under `shell`, the image's env is inherited (request values win); otherwise only the
+    // request's env applies. `preserve_env` stores the merged env in the result image, where
+    // an empty value removes a variable.
+    let mut merged = source.env.clone();
+    for (k, v) in &req.env {
+        if v.is_empty() {
+            merged.remove(k);
+        } else {
+            merged.insert(k.clone(), v.clone());
+        }
+    }
+    let mut env = if shell { merged.clone() } else { req.env.clone() };
+    env.entry("PATH".to_owned()).or_insert_with(|| DEFAULT_PATH.to_owned());
+    let preserved_env = req.preserve_env.unwrap_or(false).then_some(merged);
+    let (exec_command, exec_args) = if shell {
+        let sh = env.get("SHELL").filter(|s| !s.is_empty()).cloned().unwrap_or_else(|| "/bin/sh".to_owned());
+        (sh, vec!["-c".to_owned(), req.command.clone()])
+    } else {
+        (req.command.clone(), req.args.clone())
+    };
+    let disposable = req.disposable.unwrap_or(false);
+    let network = req.networking.and_then(|n| n.enabled).unwrap_or(false);
+
+    let plan = RunPlan {
+        exec_command,
+        exec_args,
+        shell,
+        env,
+        preserved_env,
+        cwd: if cwd.is_empty() { "/".to_owned() } else { cwd.clone() },
+        uid: req.uid.unwrap_or(0),
+        gid: req.gid.unwrap_or(0),
+        hostname: hostname.clone(),
+        network,
+        files,
+        stdin,
+        keep_stdin_open,
+        timeout,
+        truncate_at,
+        disposable,
+        source: source.clone(),
+    };
+
+    let mut meta = OperationInstanceMetadata::from_request(req, source.uuid);
+    meta.env = mask_env(&meta.env);
+    meta.shell = Some(shell);
+    meta.cwd = Some(cwd);
+    meta.uid = Some(plan.uid);
+    meta.gid = Some(plan.gid);
+    meta.hostname = Some(hostname);
+    meta.disposable = Some(disposable);
+    meta.timeout = timeout.map(|t| t.as_secs());
+    meta.truncate_output_at = Some(truncate_at);
+    Ok((plan, meta))
+}
+
+/// Finds the image a request names (`<uuid>` or `tag:<tag>`); unknown images are 404.
+pub(crate) fn resolve_image(ops: &Ops, source: &ImageSource) -> Result<ImageRecord, ApiError> {
+    let found = match source {
+        ImageSource::Uuid(u) => ops.store.get_image(*u).map_err(super::store_error)?,
+        ImageSource::Tag(t) => ops.store.find_by_tag(t).map_err(super::store_error)?,
+    };
+    found.ok_or_else(|| ApiError::not_found(format!("image `{source}` not found")))
+}
+
+fn place_files(ops: &Ops, req: &InstanceSpawnRequest) -> Result<Vec<PlacedFile>, ApiError> {
+    let mut out = Vec::with_capacity(req.files.len());
+    for (dest, spec) in &req.files {
+        no_nul("files", dest)?;
+        if !dest.starts_with('/') || dest.split('/').any(|c| c == "..") || dest.ends_with('/') {
+            return Err(ApiError::bad_request(format!(
+                "`files` key `{dest}` must be an absolute file path without `..`"
+            )));
+        }
+        let mode = spec
+            .mode_bits()
+            .map_err(|e| ApiError::bad_request(format!("`files.{dest}.mode`: {}", e.message())))?
+            .unwrap_or(0o644);
+        let file = ops
+            .store
+            .get_file_by_uuid(spec.uuid)
+            .map_err(super::store_error)?
+            .ok_or_else(|| ApiError::bad_request(format!("`files.{dest}`: file {} was not uploaded", spec.uuid)))?;
+        let source: PathBuf = ops.store.blob_path(&file.sha256).map_err(super::store_error)?;
+        out.push(PlacedFile {
+            dest: dest.clone(),
+            source,
+            mode,
+            uid: spec.uid.unwrap_or(0),
+            gid: spec.gid.unwrap_or(0),
+        });
+    }
+    Ok(out)
+}
+
+fn no_nul(field: &str, value: &str) -> Result<(), ApiError> {
+    if value.contains('\0') {
+        return Err(ApiError::bad_request(format!("`{field}` must not contain NUL bytes")));
+    }
+    Ok(())
+}
+
+/// Whether an env key names a secret (by its suffix, case-insensitively).
+pub(crate) fn is_secret_key(key: &str) -> bool {
+    let k = key.to_ascii_lowercase();
+    SECRET_SUFFIXES.iter().any(|s| k.ends_with(s))
+}
+
+/// A copy of `env` with secret values replaced by `<MASKED>`.
+pub(crate) fn mask_env(env: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+    env.iter().map(|(k, v)| (k.clone(), if is_secret_key(k) { "<MASKED>".to_owned() } else { v.clone() })).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_are_masked_by_suffix() {
+        let mut env = BTreeMap::new();
+        env.insert("GITHUB_TOKEN".to_owned(), "ghp_x".to_owned());
+        env.insert("db_password".to_owned(), "pw".to_owned());
+        env.insert("PATH".to_owned(), "/bin".to_owned());
+        let m = mask_env(&env);
+        assert_eq!(m["GITHUB_TOKEN"], "<MASKED>");
+        assert_eq!(m["db_password"], "<MASKED>");
+        assert_eq!(m["PATH"], "/bin");
+    }
+}

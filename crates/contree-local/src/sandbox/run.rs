@@ -1,0 +1,922 @@
+//! The server side of a run: validating a [`SandboxSpec`] into a [`ChildPlan`], cloning the
+//! sandbox, and the per-run I/O thread behind [`RunningSandbox`].
+
+use std::ffi::CString;
+use std::fs;
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+use std::path::{Component, Path, PathBuf};
+use std::sync::mpsc::{self, Receiver};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use libc::c_int;
+
+use super::child::{self, ChildFds, ChildPlan, ErrRecord, ExecPlan, FilePlan, OverlayPlan, Report, Stage};
+use super::{DEFAULT_PATH, ExitInfo, Rusage, SandboxError, SandboxEvent, SandboxSpec, sys};
+use crate::images::{self, MAX_LAYERS};
+
+/// How long after the timeout the server kills init itself, should init fail to enforce
+/// the timeout (it never should; this only bounds the damage of a bug).
+const TIMEOUT_BACKSTOP: Duration = Duration::from_secs(5);
+
+/// Largest `mount(2)` option string: the kernel copies at most one page.
+const LEGACY_MOUNT_DATA_MAX: usize = 4095;
+
+/// Longest string `fsconfig(2)` accepts (`lowerdir+`, `upperdir`, `workdir`).
+const FSCONFIG_STRING_MAX: usize = 255;
+
+/// A running sandbox.
+///
+/// `Send + Sync`: share it (e.g. in an `Arc`) between the task consuming its events and
+/// the ones that cancel it or feed its stdin. Dropping it kills the sandbox if it is still
+/// running; the run's events still arrive, ending with [`SandboxEvent::Exited`].
+#[derive(Debug)]
+pub struct RunningSandbox {
+    pid: i32,
+    pidfd: OwnedFd,
+    ctl: OwnedFd,
+    shared: Arc<Shared>,
+    events: Mutex<Option<Receiver<SandboxEvent>>>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    stdin: Mutex<StdinState>,
+    /// Wakes the I/O thread when there is stdin to write or close.
+    wake: OwnedFd,
+    exit: Mutex<Option<ExitInfo>>,
+    exited: Condvar,
+}
+
+#[derive(Debug, Default)]
+struct StdinState {
+    pending: Vec<u8>,
+    written: usize,
+    close_requested: bool,
+    closed: bool,
+}
+
+type Sink = Box<dyn FnMut(SandboxEvent) + Send + 'static>;
+
+/// Starts `spec` in a new sandbox; events are collected in a channel available from
+/// [`RunningSandbox::take_events`].
+///
+/// Blocks until the command has been `execve`d (or the sandbox failed to start, which is
+/// an error: nothing is run unsandboxed). A command that cannot be found or executed is
+/// not an error: it exits with 127 or 126 and a message on stderr, like a shell.
+pub fn spawn(spec: SandboxSpec) -> Result<RunningSandbox, SandboxError> {
+    let (tx, rx) = mpsc::channel();
+    let sandbox = spawn_inner(
+        spec,
+        Box::new(move |ev| {
+            // The receiver may be gone; the run goes on regardless.
+            let _ = tx.send(ev);
+        }),
+    )?;
+    *lock(&sandbox.events) = Some(rx);
+    Ok(sandbox)
+}
+
+/// Like [`spawn`], but events are handed to `sink` on the run's I/O thread as they happen
+/// (e.g. to forward them into an async channel without a thread per run).
+/// [`RunningSandbox::take_events`] returns `None`.
+///
+/// `sink` must not block for long: it delays reading the command's output.
+pub fn spawn_with_sink(
+    spec: SandboxSpec,
+    sink: impl FnMut(SandboxEvent) + Send + 'static,
+) -> Result<RunningSandbox, SandboxError> {
+    spawn_inner(spec, Box::new(sink))
+}
+
+impl RunningSandbox {
+    /// The host pid of the sandbox's init process (PID 1 inside; the command is PID 2).
+    pub fn pid(&self) -> i32 {
+        self.pid
+    }
+
+    /// The event channel of a sandbox started with [`spawn`]; `None` after the first call
+    /// or with [`spawn_with_sink`].
+    pub fn take_events(&self) -> Option<Receiver<SandboxEvent>> {
+        lock(&self.events).take()
+    }
+
+    /// Queues `data` for the command's stdin and, with `close`, closes it once everything
+    /// queued is written. Never blocks on the command.
+    ///
+    /// Fails with `BrokenPipe` once stdin is closed (by an earlier `close`, because the spec
+    /// did not keep it open, or because the command closed its end or exited).
+    pub fn write_stdin(&self, data: &[u8], close: bool) -> io::Result<()> {
+        {
+            let mut st = lock(&self.shared.stdin);
+            if st.closed || st.close_requested {
+                return Err(io::Error::new(io::ErrorKind::BrokenPipe, "the sandbox's stdin is closed"));
+            }
+            st.pending.extend_from_slice(data);
+            st.close_requested = close;
+        }
+        wake(&self.shared.wake);
+        Ok(())
+    }
+
+    /// Sends `signal` to every process of the sandbox (the command and everything it
+    /// started). `SIGKILL` ends the run at once; other signals end it if the command dies
+    /// of them. A no-op once the sandbox has exited.
+    pub fn kill(&self, signal: i32) -> Result<(), SandboxError> {
+        if !(1..=64).contains(&signal) {
+            return Err(SandboxError::invalid("signal", format!("{signal} is not a signal number (1..=64)")));
+        }
+        if self.try_wait().is_some() {
+            return Ok(());
+        }
+        let bytes = signal.to_ne_bytes();
+        // SAFETY: send on our socket with a stack buffer.
+        let r = unsafe {
+            libc::send(
+                self.ctl.as_raw_fd(),
+                bytes.as_ptr() as *const libc::c_void,
+                bytes.len(),
+                libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT,
+            )
+        };
+        if r >= 0 {
+            return Ok(());
+        }
+        let err = io::Error::last_os_error();
+        match err.raw_os_error() {
+            // init is gone: so is everything else.
+            Some(libc::EPIPE | libc::ECONNRESET | libc::ENOTCONN | libc::ECONNREFUSED) => Ok(()),
+            _ if signal == libc::SIGKILL => {
+                // init is not reading its requests; killing init kills the namespace.
+                match sys::pidfd_send_signal(self.pidfd.as_raw_fd(), libc::SIGKILL) {
+                    Err(e) if e.raw_os_error() != Some(libc::ESRCH) => Err(SandboxError::io("killing the sandbox", e)),
+                    _ => Ok(()),
+                }
+            }
+            _ => Err(SandboxError::io("signalling the sandbox", err)),
+        }
+    }
+
+    /// Blocks until the sandbox has exited and all its output events were delivered.
+    pub fn wait(&self) -> ExitInfo {
+        let mut exit = lock(&self.shared.exit);
+        loop {
+            if let Some(info) = exit.as_ref() {
+                return info.clone();
+            }
+            exit = self.shared.exited.wait(exit).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+
+    /// How the sandbox exited, or `None` while it runs.
+    pub fn try_wait(&self) -> Option<ExitInfo> {
+        lock(&self.shared.exit).clone()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn wake(efd: &OwnedFd) {
+    let one: u64 = 1;
+    // SAFETY: 8-byte write to our eventfd; EAGAIN (counter saturated) still leaves it readable.
+    unsafe { libc::write(efd.as_raw_fd(), &one as *const u64 as *const libc::c_void, 8) };
+}
+
+// ---------------------------------------------------------------------------------------
+// Validation: SandboxSpec -> ChildPlan
+// ---------------------------------------------------------------------------------------
+
+fn cstring(arg: &'static str, s: &str) -> Result<CString, SandboxError> {
+    CString::new(s).map_err(|_| SandboxError::invalid(arg, "contains a NUL byte"))
+}
+
+fn path_cstring(arg: &'static str, p: &Path) -> Result<CString, SandboxError> {
+    CString::new(p.as_os_str().as_bytes()).map_err(|_| SandboxError::invalid(arg, "contains a NUL byte"))
+}
+
+/// A host path that goes into overlay mount options.
+fn overlay_path(arg: &'static str, p: &Path) -> Result<CString, SandboxError> {
+    let bytes = p.as_os_str().as_bytes();
+    if !p.is_absolute() {
+        return Err(SandboxError::invalid(arg, format!("{} is not an absolute path", p.display())));
+    }
+    if bytes.iter().any(|b| matches!(b, b',' | b':' | b'\\')) {
+        return Err(SandboxError::invalid(
+            arg,
+            format!("{} contains ',', ':' or '\\', which overlayfs options cannot carry", p.display()),
+        ));
+    }
+    path_cstring(arg, p)
+}
+
+/// Lexically normalises an absolute in-sandbox path (the sandbox's own root bounds `..`),
+/// returning its components.
+fn sandbox_path(arg: &'static str, s: &str) -> Result<Vec<String>, SandboxError> {
+    if !s.starts_with('/') {
+        return Err(SandboxError::invalid(arg, format!("{s:?} is not an absolute path")));
+    }
+    if s.contains('\0') {
+        return Err(SandboxError::invalid(arg, "contains a NUL byte"));
+    }
+    let mut parts: Vec<String> = Vec::new();
+    for c in Path::new(s).components() {
+        match c {
+            Component::Normal(n) => parts.push(n.to_string_lossy().into_owned()),
+            Component::ParentDir => {
+                parts.pop();
+            }
+            _ => {}
+        }
+    }
+    Ok(parts)
+}
+
+fn join_sandbox(parts: &[String]) -> String {
+    let mut s = String::new();
+    for p in parts {
+        s.push('/');
+        s.push_str(p);
+    }
+    if s.is_empty() {
+        s.push('/');
+    }
+    s
+}
+
+/// Every prefix of `parts` as a path, shallowest first (`/a`, `/a/b`, …).
+fn prefixes(arg: &'static str, parts: &[String]) -> Result<Vec<CString>, SandboxError> {
+    (1..=parts.len()).map(|n| cstring(arg, &join_sandbox(&parts[..n]))).collect()
+}
+
+fn overlay_plan(lowers: &[PathBuf], upper: &Path, work: &Path, target: &Path) -> Result<OverlayPlan, SandboxError> {
+    let lowers_c = lowers.iter().map(|l| overlay_path("lower_layers", l)).collect::<Result<Vec<_>, _>>()?;
+    let upper_c = overlay_path("run_dir", upper)?;
+    let work_c = overlay_path("run_dir", work)?;
+    let mut data = String::from("lowerdir=");
+    for (i, l) in lowers.iter().enumerate() {
+        if i > 0 {
+            data.push(':');
+        }
+        data.push_str(&l.to_string_lossy());
+    }
+    data.push_str(",upperdir=");
+    data.push_str(&upper.to_string_lossy());
+    data.push_str(",workdir=");
+    data.push_str(&work.to_string_lossy());
+    data.push_str(child::LEGACY_OPTION_TAIL);
+    let legacy_data = if data.len() <= LEGACY_MOUNT_DATA_MAX {
+        Some(cstring("lower_layers", &data)?)
+    } else {
+        if let Some(long) =
+            lowers_c.iter().chain([&upper_c, &work_c]).find(|c| c.as_bytes().len() > FSCONFIG_STRING_MAX)
+        {
+            return Err(SandboxError::invalid(
+                "lower_layers",
+                format!(
+                    "with this many layers every layer path must be at most {FSCONFIG_STRING_MAX} bytes; {} is longer",
+                    long.to_string_lossy()
+                ),
+            ));
+        }
+        None
+    };
+    Ok(OverlayPlan {
+        target: path_cstring("run_dir", target)?,
+        lowers: lowers_c,
+        upper: upper_c,
+        work: work_c,
+        legacy_data,
+    })
+}
+
+fn exec_plan(spec: &SandboxSpec) -> Result<ExecPlan, SandboxError> {
+    if spec.command.is_empty() {
+        return Err(SandboxError::invalid("command", "must not be empty"));
+    }
+    let argv: Vec<CString> = if spec.shell {
+        vec![c"/bin/sh".to_owned(), c"-c".to_owned(), cstring("command", &spec.command)?]
+    } else {
+        let mut v = vec![cstring("command", &spec.command)?];
+        for a in &spec.args {
+            v.push(cstring("args", a)?);
+        }
+        v
+    };
+    let mut envp = Vec::with_capacity(spec.env.len() + 1);
+    let mut path = None;
+    for (k, v) in &spec.env {
+        if k.is_empty() || k.contains('=') {
+            return Err(SandboxError::invalid("env", format!("{k:?} is not a valid variable name")));
+        }
+        if k == "PATH" {
+            path = Some(v.as_str());
+        }
+        envp.push(cstring("env", &format!("{k}={v}"))?);
+    }
+    if path.is_none() {
+        envp.push(cstring("env", &format!("PATH={DEFAULT_PATH}"))?);
+    }
+    let program = if spec.shell { "/bin/sh" } else { spec.command.as_str() };
+    let candidates = if program.contains('/') {
+        vec![cstring("command", program)?]
+    } else {
+        path.unwrap_or(DEFAULT_PATH)
+            .split(':')
+            .map(|dir| {
+                let dir = if dir.is_empty() { "." } else { dir };
+                cstring("env", &format!("{}/{program}", dir.trim_end_matches('/')))
+            })
+            .collect::<Result<Vec<_>, _>>()?
+    };
+    let argv_ptrs = argv.iter().map(|c| c.as_ptr()).chain([std::ptr::null()]).collect();
+    let envp_ptrs = envp.iter().map(|c| c.as_ptr()).chain([std::ptr::null()]).collect();
+    Ok(ExecPlan {
+        _argv: argv,
+        argv_ptrs,
+        _envp: envp,
+        envp_ptrs,
+        candidates,
+        not_found_msg: format!("contree-local: {program}: command not found\n").into_bytes(),
+        denied_msg: format!("contree-local: {program}: cannot execute (permission denied or not an executable)\n")
+            .into_bytes(),
+    })
+}
+
+/// Creates `p` (which must not exist) with exactly `mode`, whatever the umask.
+fn mkdir_exact(p: &Path, mode: u32) -> Result<(), SandboxError> {
+    fs::DirBuilder::new()
+        .mode(mode)
+        .create(p)
+        .and_then(|()| fs::set_permissions(p, fs::Permissions::from_mode(mode)))
+        .map_err(|e| SandboxError::io(format!("creating {}", p.display()), e))
+}
+
+/// The run directory layout, created by [`prepare_run_dir`].
+struct RunDirs {
+    /// `(upper, work, mount target)` per overlay, root first.
+    overlays: Vec<(PathBuf, PathBuf, PathBuf)>,
+    merged: PathBuf,
+}
+
+fn prepare_run_dir(spec: &SandboxSpec) -> Result<RunDirs, SandboxError> {
+    let run = &spec.run_dir;
+    if !run.is_absolute() {
+        return Err(SandboxError::invalid("run_dir", format!("{} is not an absolute path", run.display())));
+    }
+    fs::create_dir_all(run).map_err(|e| SandboxError::io(format!("creating {}", run.display()), e))?;
+    let upper = run.join("upper");
+    if fs::symlink_metadata(&upper).is_ok() {
+        return Err(SandboxError::invalid("run_dir", format!("{} was already used by a run", run.display())));
+    }
+    let merged = shared_mount_point(run);
+    if !merged.is_dir() {
+        match fs::DirBuilder::new().mode(0o755).create(&merged) {
+            Err(e) if e.kind() != io::ErrorKind::AlreadyExists => {
+                return Err(SandboxError::io(format!("creating {}", merged.display()), e));
+            }
+            _ => {}
+        }
+    }
+    // The sandbox's `/` takes its owner and mode from the upper dir's root.
+    let root_mode = fs::metadata(&spec.base.skeleton)
+        .map_err(|e| SandboxError::io(format!("reading the base skeleton {}", spec.base.skeleton.display()), e))?
+        .mode()
+        & 0o7777;
+    mkdir_exact(&upper, root_mode)?;
+    let scratch = run.join("scratch");
+    mkdir_exact(&scratch, 0o700)?;
+    mkdir_exact(&scratch.join("work"), 0o700)?;
+    let mut overlays = vec![(upper, scratch.join("work"), merged.clone())];
+    for (name, host_path) in spec.base.host_mounts() {
+        let meta =
+            fs::metadata(host_path).map_err(|e| SandboxError::io(format!("reading {}", host_path.display()), e))?;
+        // The overlay's root takes the attributes of its upper dir: make it look like the
+        // host directory.
+        let hu = scratch.join(format!("{name}.upper"));
+        mkdir_exact(&hu, meta.mode() & 0o7777)?;
+        if meta.uid() != 0 || meta.gid() != 0 {
+            std::os::unix::fs::chown(&hu, Some(meta.uid()), Some(meta.gid()))
+                .map_err(|e| SandboxError::io(format!("chown {}", hu.display()), e))?;
+        }
+        let hw = scratch.join(format!("{name}.work"));
+        mkdir_exact(&hw, 0o700)?;
+        overlays.push((hu, hw, merged.join(name)));
+    }
+    Ok(RunDirs { overlays, merged })
+}
+
+/// The directory every sandbox mounts its root on: one empty directory next to the run
+/// dirs, shared by all runs. Each mount exists only in its sandbox's private mount
+/// namespace, so concurrent runs never see each other's, and no per-run mount point has to
+/// be created and removed (directory removal costs up to half a millisecond on some disks).
+fn shared_mount_point(run: &Path) -> PathBuf {
+    run.parent().unwrap_or(Path::new("/")).join(".mnt")
+}
+
+/// Removes what [`prepare_run_dir`] created, after a failed start.
+fn cleanup_run_dir(run: &Path) {
+    for sub in ["upper", "scratch"] {
+        let _ = fs::remove_dir_all(run.join(sub));
+    }
+    let _ = fs::remove_dir(run);
+}
+
+/// The fds of one run: the parent's ends and the child's ends.
+struct Pipes {
+    stdin_w: OwnedFd,
+    stdout_r: OwnedFd,
+    stderr_r: OwnedFd,
+    status_r: OwnedFd,
+    err_r: OwnedFd,
+    ctl: OwnedFd,
+    child: Vec<OwnedFd>,
+    child_fds: ChildFds,
+}
+
+fn make_pipes() -> Result<Pipes, SandboxError> {
+    let e = |e| SandboxError::io("creating pipes for the sandbox", e);
+    let (stdin_r, stdin_w) = sys::pipe().map_err(e)?;
+    let (stdout_r, stdout_w) = sys::pipe().map_err(e)?;
+    let (stderr_r, stderr_w) = sys::pipe().map_err(e)?;
+    let (status_r, status_w) = sys::pipe().map_err(e)?;
+    let (err_r, err_w) = sys::pipe().map_err(e)?;
+    let (ctl, ctl_child) = sys::seqpacket_pair().map_err(e)?;
+    let child_fds = ChildFds {
+        stdin_r: stdin_r.as_raw_fd(),
+        stdout_w: stdout_w.as_raw_fd(),
+        stderr_w: stderr_w.as_raw_fd(),
+        status_w: status_w.as_raw_fd(),
+        ctl: ctl_child.as_raw_fd(),
+        err_w: err_w.as_raw_fd(),
+    };
+    Ok(Pipes {
+        stdin_w,
+        stdout_r,
+        stderr_r,
+        status_r,
+        err_r,
+        ctl,
+        child: vec![stdin_r, stdout_w, stderr_w, status_w, ctl_child, err_w],
+        child_fds,
+    })
+}
+
+/// Everything validated and opened for one run.
+struct Prepared {
+    plan: ChildPlan,
+    /// In-sandbox destinations, for error messages.
+    file_dests: Vec<String>,
+    mount_names: Vec<String>,
+    cwd: String,
+}
+
+/// Also returns the opened blob fds the plan refers to.
+fn prepare(spec: &SandboxSpec, dirs: &RunDirs, fds: ChildFds) -> Result<(Prepared, Vec<OwnedFd>), SandboxError> {
+    let image_layers = images::image_layers(&spec.lower_layers, &spec.base);
+    if image_layers.len() > MAX_LAYERS {
+        return Err(SandboxError::invalid(
+            "lower_layers",
+            format!("{} layers; overlayfs allows at most {MAX_LAYERS} above the base image", image_layers.len()),
+        ));
+    }
+    let stacks = images::overlay_stacks(&spec.lower_layers, &spec.base);
+    let mut mounts = Vec::with_capacity(stacks.len());
+    let mut mount_names = Vec::with_capacity(stacks.len());
+    for (stack, (upper, work, target)) in stacks.iter().zip(&dirs.overlays) {
+        mounts.push(overlay_plan(&stack.lowers, upper, work, target)?);
+        mount_names.push(stack.mount_point.clone());
+    }
+
+    if spec.hostname.len() > 64 {
+        return Err(SandboxError::invalid("hostname", "longer than 64 bytes"));
+    }
+    let hostname = cstring("hostname", &spec.hostname)?;
+
+    let cwd_parts = sandbox_path("cwd", &spec.cwd)?;
+    let cwd = join_sandbox(&cwd_parts);
+    let cwd_dirs = prefixes("cwd", &cwd_parts)?;
+
+    let timeout_ms = match spec.timeout {
+        Some(t) if t.is_zero() => return Err(SandboxError::invalid("timeout", "must be positive")),
+        Some(t) => Some(u64::try_from(t.as_nanos().div_ceil(1_000_000)).unwrap_or(u64::MAX)),
+        None => None,
+    };
+
+    let mut files = Vec::with_capacity(spec.files.len());
+    let mut file_fds = Vec::with_capacity(spec.files.len());
+    let mut file_dests = Vec::with_capacity(spec.files.len());
+    for f in &spec.files {
+        let parts = sandbox_path("files", &f.dest)?;
+        if parts.is_empty() {
+            return Err(SandboxError::invalid("files", "a file cannot be placed at /"));
+        }
+        if f.mode > 0o7777 {
+            return Err(SandboxError::invalid(
+                "files",
+                format!("mode {:o} of {} has bits beyond 0o7777", f.mode, f.dest),
+            ));
+        }
+        let src = fs::File::open(&f.source)
+            .map_err(|e| SandboxError::io(format!("opening {} (content of {})", f.source.display(), f.dest), e))?;
+        let src = OwnedFd::from(src);
+        let dest = join_sandbox(&parts);
+        files.push(FilePlan {
+            src_fd: src.as_raw_fd(),
+            dest: cstring("files", &dest)?,
+            parents: prefixes("files", &parts[..parts.len() - 1])?,
+            mode: f.mode,
+            uid: f.uid,
+            gid: f.gid,
+        });
+        file_fds.push(src);
+        file_dests.push(dest);
+    }
+
+    let exec = exec_plan(spec)?;
+    let mut keep_fds: Vec<RawFd> = vec![fds.stdin_r, fds.stdout_w, fds.stderr_w, fds.status_w, fds.ctl, fds.err_w];
+    keep_fds.extend(file_fds.iter().map(|f| f.as_raw_fd()));
+    keep_fds.sort_unstable();
+
+    let prepared = Prepared {
+        plan: ChildPlan {
+            mounts,
+            new_root: path_cstring("run_dir", &dirs.merged)?,
+            hostname,
+            isolate_network: !spec.network,
+            files,
+            cwd_dirs,
+            cwd: cstring("cwd", &cwd)?,
+            uid: spec.uid,
+            gid: spec.gid,
+            exec,
+            timeout_ms,
+            fds,
+            keep_fds,
+        },
+        file_dests,
+        mount_names,
+        cwd,
+    };
+    Ok((prepared, file_fds))
+}
+
+fn describe_stage(rec: &ErrRecord, prep: &Prepared, spec: &SandboxSpec) -> String {
+    let i = rec.index as usize;
+    match Stage::from_u32(rec.stage) {
+        Some(Stage::MakePrivate) => "making mounts private".into(),
+        Some(Stage::MountOverlay) => {
+            let what = match prep.mount_names.get(i).map(String::as_str) {
+                Some("/") | None => "mounting the image's layers (overlayfs)".to_owned(),
+                Some(p) => format!("mounting the overlay for {p}"),
+            };
+            if prep.plan.mounts.get(i).is_some_and(|m| m.legacy_data.is_none()) {
+                format!(
+                    "{what}; its layer paths exceed one page, which needs overlayfs `lowerdir+` (Linux 6.8 or later)"
+                )
+            } else {
+                what
+            }
+        }
+        Some(Stage::PivotRoot) => "switching to the image's root (pivot_root)".into(),
+        Some(Stage::MountProc) => "mounting /proc".into(),
+        Some(Stage::MountDev) => "setting up /dev".into(),
+        Some(Stage::ProtectProc) => "making /proc/sys and friends read-only".into(),
+        Some(Stage::Hostname) => format!("setting the hostname to {:?}", spec.hostname),
+        Some(Stage::Loopback) => "bringing up the loopback interface".into(),
+        Some(Stage::PlaceFile) => format!("placing file {}", prep.file_dests.get(i).map(String::as_str).unwrap_or("?")),
+        Some(Stage::CreateCwd) => format!("creating the working directory {}", prep.cwd),
+        Some(Stage::Signalfd) => "creating a signalfd".into(),
+        Some(Stage::ForkCommand) => "starting the command process".into(),
+        Some(Stage::Stdio) => "redirecting stdio".into(),
+        Some(Stage::Capabilities) => "dropping capabilities".into(),
+        Some(Stage::Credentials) => match i {
+            0 => format!("setting supplementary groups to [{}]", spec.gid),
+            1 => format!("setting gid {}", spec.gid),
+            _ => format!("setting uid {}", spec.uid),
+        },
+        Some(Stage::Chdir) => format!("entering the working directory {} as uid {}", prep.cwd, spec.uid),
+        Some(Stage::Probe) | None => format!("setting up (stage {})", rec.stage),
+    }
+}
+
+/// Reads the child's error pipe to EOF: `None` when the command was executed.
+fn read_err_record(fd: &OwnedFd) -> Option<ErrRecord> {
+    let mut rec = ErrRecord::default();
+    let size = std::mem::size_of::<ErrRecord>();
+    let mut got = 0usize;
+    loop {
+        // SAFETY: reading into the remaining bytes of a plain-old-data struct.
+        let n = unsafe {
+            libc::read(
+                fd.as_raw_fd(),
+                (&mut rec as *mut ErrRecord as *mut u8).add(got) as *mut libc::c_void,
+                size - got,
+            )
+        };
+        if n < 0 {
+            if sys::errno() == libc::EINTR {
+                continue;
+            }
+            return Some(ErrRecord { stage: 0, index: 0, errno: sys::errno() });
+        }
+        if n == 0 {
+            return if got == 0 { None } else { Some(ErrRecord { stage: 0, index: 0, errno: libc::EIO }) };
+        }
+        got += n as usize;
+        if got == size {
+            return Some(rec);
+        }
+    }
+}
+
+/// Kills and reaps a sandbox whose start failed.
+fn kill_and_reap(pidfd: &OwnedFd, pid: libc::pid_t) {
+    let _ = sys::pidfd_send_signal(pidfd.as_raw_fd(), libc::SIGKILL);
+    let mut status = 0;
+    // SAFETY: reaping our own child.
+    while unsafe { libc::waitpid(pid, &mut status, 0) } < 0 && sys::errno() == libc::EINTR {}
+}
+
+fn spawn_inner(spec: SandboxSpec, sink: Sink) -> Result<RunningSandbox, SandboxError> {
+    let dirs = prepare_run_dir(&spec)?;
+    let result = start(&spec, &dirs, sink);
+    if result.is_err() {
+        cleanup_run_dir(&spec.run_dir);
+    }
+    result
+}
+
+fn start(spec: &SandboxSpec, dirs: &RunDirs, sink: Sink) -> Result<RunningSandbox, SandboxError> {
+    let pipes = make_pipes()?;
+    let Pipes { stdin_w, stdout_r, stderr_r, status_r, err_r, ctl, child: child_ends, child_fds } = pipes;
+    let (prep, file_fds) = prepare(spec, dirs, child_fds)?;
+    let wake_fd = sys::eventfd().map_err(|e| SandboxError::io("creating an eventfd", e))?;
+
+    let mut flags = (libc::CLONE_NEWNS | libc::CLONE_NEWPID | libc::CLONE_NEWUTS | libc::CLONE_NEWIPC) as u64;
+    if !spec.network {
+        flags |= libc::CLONE_NEWNET as u64;
+    }
+    let mut pidfd_raw: c_int = -1;
+    let started = Instant::now();
+    // SAFETY: the child only runs `init_main`, which is async-signal-safe and never returns.
+    let pid = match unsafe { sys::clone3(flags, Some(&mut pidfd_raw)) } {
+        Ok(0) => unsafe { child::init_main(&prep.plan) },
+        Ok(pid) => pid,
+        Err(e) => return Err(SandboxError::io("creating the sandbox's namespaces (clone3)", e)),
+    };
+    // SAFETY: clone3 stored a fresh pidfd for the child.
+    let pidfd = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(pidfd_raw) };
+    // Only the sandbox may hold its ends, or EOFs would never come.
+    drop(child_ends);
+    drop(file_fds);
+
+    if let Some(rec) = read_err_record(&err_r) {
+        kill_and_reap(&pidfd, pid);
+        return Err(SandboxError::Setup {
+            stage: describe_stage(&rec, &prep, spec),
+            source: io::Error::from_raw_os_error(rec.errno),
+        });
+    }
+    drop(err_r);
+
+    let shared = Arc::new(Shared {
+        stdin: Mutex::new(StdinState {
+            pending: spec.stdin.clone(),
+            written: 0,
+            close_requested: !spec.keep_stdin_open,
+            closed: false,
+        }),
+        wake: wake_fd,
+        exit: Mutex::new(None),
+        exited: Condvar::new(),
+    });
+    sys::set_nonblocking(stdin_w.as_raw_fd()).map_err(|e| SandboxError::io("configuring the stdin pipe", e))?;
+    let io = IoThread {
+        pid,
+        stdin_w: Some(stdin_w),
+        stdout_r: Some(stdout_r),
+        stderr_r: Some(stderr_r),
+        status_r: Some(status_r),
+        shared: Arc::clone(&shared),
+        sink,
+        started,
+        backstop: spec.timeout.map(|t| started + t + TIMEOUT_BACKSTOP),
+        pidfd: pidfd.try_clone().map_err(|e| SandboxError::io("duplicating the pidfd", e))?,
+    };
+    if let Err(e) = std::thread::Builder::new().name(format!("contree-sandbox-{pid}")).spawn(move || io.run()) {
+        kill_and_reap(&pidfd, pid);
+        return Err(SandboxError::io("starting the sandbox's I/O thread", e));
+    }
+    Ok(RunningSandbox { pid, pidfd, ctl, shared, events: Mutex::new(None) })
+}
+
+// ---------------------------------------------------------------------------------------
+// The I/O thread
+// ---------------------------------------------------------------------------------------
+
+struct IoThread {
+    pid: libc::pid_t,
+    pidfd: OwnedFd,
+    stdin_w: Option<OwnedFd>,
+    stdout_r: Option<OwnedFd>,
+    stderr_r: Option<OwnedFd>,
+    status_r: Option<OwnedFd>,
+    shared: Arc<Shared>,
+    sink: Sink,
+    started: Instant,
+    backstop: Option<Instant>,
+}
+
+const CHUNK: usize = 64 * 1024;
+
+impl IoThread {
+    fn run(mut self) {
+        block_sigpipe();
+        let mut buf = vec![0u8; CHUNK];
+        let mut report_buf = [0u8; std::mem::size_of::<Report>()];
+        let mut report_len = 0usize;
+        let mut backstop_fired = false;
+        while self.stdout_r.is_some() || self.stderr_r.is_some() || self.status_r.is_some() {
+            let want_stdin = self.stdin_housekeeping();
+            let raw = |f: &Option<OwnedFd>| f.as_ref().map_or(-1, |f| f.as_raw_fd());
+            let mut fds = [
+                pollfd(raw(&self.stdout_r), libc::POLLIN),
+                pollfd(raw(&self.stderr_r), libc::POLLIN),
+                pollfd(raw(&self.status_r), libc::POLLIN),
+                pollfd(self.shared.wake.as_raw_fd(), libc::POLLIN),
+                pollfd(if want_stdin { raw(&self.stdin_w) } else { -1 }, libc::POLLOUT),
+            ];
+            let timeout = match self.backstop {
+                Some(b) if !backstop_fired => {
+                    let left = b.saturating_duration_since(Instant::now());
+                    left.as_millis().min(c_int::MAX as u128) as c_int
+                }
+                _ => -1,
+            };
+            // SAFETY: poll over a stack array of pollfds.
+            let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout) };
+            if n < 0 {
+                continue;
+            }
+            if let Some(b) = self.backstop
+                && !backstop_fired
+                && Instant::now() >= b
+            {
+                backstop_fired = true;
+                tracing::warn!(pid = self.pid, "sandbox outlived its timeout; killing its init");
+                let _ = sys::pidfd_send_signal(self.pidfd.as_raw_fd(), libc::SIGKILL);
+            }
+            if fds[0].revents != 0 {
+                self.read_output(true, &mut buf);
+            }
+            if fds[1].revents != 0 {
+                self.read_output(false, &mut buf);
+            }
+            if fds[2].revents != 0
+                && let Some(fd) = &self.status_r
+            {
+                // SAFETY: reading into the unfilled tail of a stack buffer.
+                let r = unsafe {
+                    libc::read(
+                        fd.as_raw_fd(),
+                        report_buf[report_len..].as_mut_ptr() as *mut libc::c_void,
+                        report_buf.len() - report_len,
+                    )
+                };
+                if r > 0 {
+                    report_len += r as usize;
+                } else if r == 0 || (sys::errno() != libc::EINTR && sys::errno() != libc::EAGAIN) {
+                    self.status_r = None;
+                }
+            }
+            if fds[3].revents != 0 {
+                let mut v = 0u64;
+                // SAFETY: 8-byte read from our eventfd.
+                unsafe { libc::read(self.shared.wake.as_raw_fd(), &mut v as *mut u64 as *mut libc::c_void, 8) };
+            }
+            if fds[4].revents != 0 {
+                self.write_stdin();
+            }
+        }
+        self.stdin_w = None;
+        lock(&self.shared.stdin).closed = true;
+
+        let mut init_status = 0;
+        // SAFETY: reaping our own child; everything in its PID namespace is gone once it is.
+        while unsafe { libc::waitpid(self.pid, &mut init_status, 0) } < 0 && sys::errno() == libc::EINTR {}
+
+        let report = (report_len == report_buf.len()).then(|| {
+            // SAFETY: the buffer holds exactly one Report written by init.
+            unsafe { std::ptr::read_unaligned(report_buf.as_ptr() as *const Report) }
+        });
+        let info = exit_info(report, backstop_fired, self.started.elapsed());
+        (self.sink)(SandboxEvent::Exited(info.clone()));
+        *lock(&self.shared.exit) = Some(info);
+        self.shared.exited.notify_all();
+    }
+
+    fn read_output(&mut self, stdout: bool, buf: &mut [u8]) {
+        let slot = if stdout { &mut self.stdout_r } else { &mut self.stderr_r };
+        let Some(fd) = slot else { return };
+        // SAFETY: reading into our buffer.
+        let n = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr() as *mut libc::c_void, buf.len()) };
+        if n > 0 {
+            let chunk = buf[..n as usize].to_vec();
+            (self.sink)(if stdout { SandboxEvent::Stdout(chunk) } else { SandboxEvent::Stderr(chunk) });
+        } else if n == 0 || (sys::errno() != libc::EINTR && sys::errno() != libc::EAGAIN) {
+            *slot = None;
+        }
+    }
+
+    /// Closes stdin when asked and everything queued is written; tells whether there is
+    /// something to write.
+    fn stdin_housekeeping(&mut self) -> bool {
+        let mut st = lock(&self.shared.stdin);
+        if self.stdin_w.is_none() {
+            return false;
+        }
+        if st.closed || (st.close_requested && st.written == st.pending.len()) {
+            self.stdin_w = None;
+            st.closed = true;
+            st.pending = Vec::new();
+            return false;
+        }
+        st.written < st.pending.len()
+    }
+
+    fn write_stdin(&mut self) {
+        let Some(fd) = &self.stdin_w else { return };
+        let mut st = lock(&self.shared.stdin);
+        let StdinState { pending, written, .. } = &mut *st;
+        // SAFETY: writing from our buffer; SIGPIPE is blocked on this thread.
+        let n = unsafe {
+            libc::write(fd.as_raw_fd(), pending[*written..].as_ptr() as *const libc::c_void, pending.len() - *written)
+        };
+        if n >= 0 {
+            *written += n as usize;
+            if *written == pending.len() {
+                pending.clear();
+                *written = 0;
+            }
+        } else if sys::errno() != libc::EAGAIN && sys::errno() != libc::EINTR {
+            // The command closed its stdin or exited: drop what is left.
+            st.closed = true;
+            st.pending = Vec::new();
+            st.written = 0;
+            drop(st);
+            self.stdin_w = None;
+        }
+    }
+}
+
+fn pollfd(fd: RawFd, events: libc::c_short) -> libc::pollfd {
+    libc::pollfd { fd, events, revents: 0 }
+}
+
+/// A write to a pipe whose reader is gone raises SIGPIPE on the writing thread; block it
+/// here so that the write just fails with EPIPE, whatever the embedding program does with
+/// SIGPIPE.
+fn block_sigpipe() {
+    // SAFETY: building a sigset and changing this thread's mask.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGPIPE);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+    }
+}
+
+fn exit_info(report: Option<Report>, backstop_fired: bool, elapsed: Duration) -> ExitInfo {
+    let Some(r) = report else {
+        // init died without reporting (killed by the backstop or from outside).
+        return ExitInfo {
+            exit_code: -1,
+            signal: libc::SIGKILL,
+            core_dump: false,
+            timed_out: backstop_fired,
+            duration: elapsed,
+            rusage: Rusage::default(),
+        };
+    };
+    let st = r.status;
+    let (exit_code, signal, core_dump) = if libc::WIFEXITED(st) {
+        (libc::WEXITSTATUS(st), -1, false)
+    } else if libc::WIFSIGNALED(st) {
+        (-1, libc::WTERMSIG(st), libc::WCOREDUMP(st))
+    } else {
+        (-1, -1, false)
+    };
+    ExitInfo {
+        exit_code,
+        signal,
+        core_dump,
+        timed_out: r.timed_out != 0,
+        duration: Duration::from_nanos(r.elapsed_ns),
+        rusage: Rusage::from_libc(&r.rusage),
+    }
+}

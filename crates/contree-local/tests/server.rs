@@ -1,0 +1,1070 @@
+//! End-to-end tests: a real contree-local server (real sandboxes, real SQLite) driven over
+//! HTTP on 127.0.0.1, the way clients use it. Linux and root only (like the server itself).
+#![cfg(target_os = "linux")]
+
+use std::io::Read;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use contree_local::{BASE_IMAGE_TAG, LocalConfig, LocalServer};
+use futures_util::StreamExt;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+/// One server shared by the tests that don't need their own (it runs on its own runtime,
+/// so it outlives each test's runtime).
+fn shared() -> &'static LocalServer {
+    static SERVER: OnceLock<LocalServer> = OnceLock::new();
+    SERVER.get_or_init(|| {
+        std::thread::spawn(|| {
+            LocalServer::start_blocking(LocalConfig::default().with_keepalive_interval(Duration::from_millis(300)))
+                .expect("the local server starts (needs Linux and root)")
+        })
+        .join()
+        .unwrap()
+    })
+}
+
+/// A client bound to one server.
+#[derive(Clone)]
+struct Api {
+    base: String,
+    token: String,
+    http: reqwest::Client,
+}
+
+impl Api {
+    fn new(server: &LocalServer) -> Self {
+        Api {
+            base: server.base_url().to_owned(),
+            token: server.token().to_owned(),
+            http: reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap(),
+        }
+    }
+
+    fn shared() -> Self {
+        Api::new(shared())
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}/v1{path}", self.base)
+    }
+
+    fn req(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.http.request(method, self.url(path)).bearer_auth(&self.token)
+    }
+
+    async fn get(&self, path: &str) -> reqwest::Response {
+        self.req(reqwest::Method::GET, path).send().await.unwrap()
+    }
+
+    async fn get_json(&self, path: &str) -> Value {
+        let r = self.get(path).await;
+        assert_eq!(r.status(), StatusCode::OK, "GET {path}");
+        r.json().await.unwrap()
+    }
+
+    async fn upload(&self, content: &[u8]) -> Value {
+        let r = self.req(reqwest::Method::POST, "/files").body(content.to_vec()).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::CREATED);
+        r.json().await.unwrap()
+    }
+
+    /// POST /instances; returns the operation id.
+    async fn spawn(&self, body: Value) -> String {
+        let r = self.req(reqwest::Method::POST, "/instances").json(&body).send().await.unwrap();
+        let status = r.status();
+        let loc = r.headers().get("location").map(|v| v.to_str().unwrap().to_owned());
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(status, StatusCode::CREATED, "spawn {body}: {v}");
+        let uuid = v["uuid"].as_str().unwrap().to_owned();
+        assert_eq!(loc.unwrap(), format!("/v1/operations/{uuid}"));
+        uuid
+    }
+
+    /// Every event of an operation (`follow=1` waits for its end).
+    async fn events(&self, op: &str, query: &str) -> Vec<Value> {
+        let r = self.get(&format!("/operations/{op}/events?{query}")).await;
+        assert_eq!(r.status(), StatusCode::OK);
+        assert!(r.headers()["content-type"].to_str().unwrap().starts_with("text/event-stream"));
+        parse_sse(&r.text().await.unwrap())
+    }
+
+    /// Waits for the operation to end (following its events) and returns its status body.
+    async fn wait(&self, op: &str) -> Value {
+        let evs = tokio::time::timeout(Duration::from_secs(60), self.events(op, "follow=1")).await.expect("run ends");
+        assert_eq!(evs.last().unwrap()["type"], "completion", "{evs:?}");
+        self.get_json(&format!("/operations/{op}")).await
+    }
+
+    /// Spawns and waits.
+    async fn run(&self, body: Value) -> Value {
+        let op = self.spawn(body).await;
+        self.wait(&op).await
+    }
+
+    async fn wait_status(&self, op: &str, want: &str) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let v = self.get_json(&format!("/operations/{op}")).await;
+            if v["status"] == want {
+                return v;
+            }
+            assert!(Instant::now() < deadline, "operation never reached {want}: {v}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    async fn base_uuid(&self) -> String {
+        let r = self.get(&format!("/inspect/?tag={BASE_IMAGE_TAG}")).await;
+        assert_eq!(r.status(), StatusCode::FOUND);
+        r.headers()["location"].to_str().unwrap().trim_end_matches('/').to_owned()
+    }
+}
+
+/// Parses an SSE body into the JSON of its event frames (comments and `sse_error` skipped).
+fn parse_sse(body: &str) -> Vec<Value> {
+    let mut out = Vec::new();
+    for frame in body.split("\n\n") {
+        let mut id = None;
+        let mut event = None;
+        let mut data = String::new();
+        for line in frame.lines() {
+            if let Some(v) = line.strip_prefix("id: ") {
+                id = Some(v.parse::<u64>().unwrap());
+            } else if let Some(v) = line.strip_prefix("event: ") {
+                event = Some(v.to_owned());
+            } else if let Some(v) = line.strip_prefix("data: ") {
+                data.push_str(v);
+            }
+        }
+        if let (Some(id), Some(event)) = (id, event) {
+            let v: Value = serde_json::from_str(&data).unwrap();
+            assert_eq!(v["id"], id);
+            assert_eq!(v["type"], event.as_str());
+            out.push(v);
+        }
+    }
+    out
+}
+
+/// Percent-encodes a query value (keeping `/` readable, as clients do).
+fn encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'/' | b'.' | b'-' | b'_' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+fn types(evs: &[Value]) -> Vec<String> {
+    evs.iter().map(|e| e["type"].as_str().unwrap().to_owned()).collect()
+}
+
+fn stream_bytes(v: &Value) -> Vec<u8> {
+    let s = v["value"].as_str().unwrap();
+    match v["encoding"].as_str().unwrap_or("ascii") {
+        "base64" => {
+            use base64::Engine;
+            base64::engine::general_purpose::STANDARD.decode(s).unwrap()
+        }
+        _ => s.as_bytes().to_vec(),
+    }
+}
+
+/// The main process' stdout in an operation body ("" while there is none yet).
+fn stdout(op: &Value) -> String {
+    let out = &op["metadata"]["result"]["stdout"];
+    if out.is_null() {
+        return String::new();
+    }
+    String::from_utf8(stream_bytes(out)).unwrap()
+}
+
+fn base_image() -> &'static str {
+    static TAG: OnceLock<String> = OnceLock::new();
+    TAG.get_or_init(|| format!("tag:{BASE_IMAGE_TAG}"))
+}
+
+#[tokio::test]
+async fn whoami_and_bearer_auth() {
+    let api = Api::shared();
+    let v = api.get_json("/whoami").await;
+    assert!(v["token_uuid"].as_str().unwrap().len() == 36);
+    assert!(v["token_expiration"].is_null());
+    assert_eq!(v["permissions"]["spawn"], true);
+    assert_eq!(v["permissions"]["list"], true);
+    assert!(v["limits"]["instance_max_timeout"].as_i64().unwrap() > 0);
+    assert!(!v.to_string().contains(&api.token), "whoami must not echo the token");
+
+    for auth in [None, Some("Bearer wrong"), Some("Basic abc"), Some("Bearer ")] {
+        let mut req = api.http.get(api.url("/whoami"));
+        if let Some(a) = auth {
+            req = req.header("authorization", a);
+        }
+        let r = req.send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "{auth:?}");
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(body["status"], 401);
+        assert!(body["error"].as_str().unwrap().contains("token"));
+    }
+    // Every route is protected, even unknown ones; with the token, unknown routes are JSON 404s.
+    let r = api.http.get(api.url("/nope")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let r = api.get("/nope").await;
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    assert_eq!(r.json::<Value>().await.unwrap()["status"], 404);
+    // The IAM `Project` header is accepted and ignored.
+    let r = api.req(reqwest::Method::GET, "/whoami").header("Project", "p").send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn files_upload_dedup_head_get_list() {
+    let api = Api::shared();
+    let content = format!("file content {}\n", uuid::Uuid::new_v4());
+    let sha = hex::encode(Sha256::digest(content.as_bytes()));
+    let first = api.upload(content.as_bytes()).await;
+    assert_eq!(first["sha256"], sha);
+    assert_eq!(first["size"], content.len());
+    let again = api.upload(content.as_bytes()).await;
+    assert_eq!(again["uuid"], first["uuid"], "same content, same record");
+
+    let r = api.req(reqwest::Method::HEAD, &format!("/files/{sha}")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let r = api.req(reqwest::Method::HEAD, &format!("/files/{}", "0".repeat(64))).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    let info = api.get_json(&format!("/files/{}", sha.to_uppercase())).await;
+    assert_eq!(info["uuid"], first["uuid"]);
+    assert!(info["created_at"].is_string() && info["updated_at"].is_string());
+    let r = api.get("/files/not-a-sha").await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let r = api.get(&format!("/files/{}", "a".repeat(64))).await;
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    assert_eq!(r.json::<Value>().await.unwrap()["status"], 404);
+
+    let list = api.get_json("/files?limit=1000").await;
+    assert!(list["files"].as_array().unwrap().iter().any(|f| f["sha256"] == sha));
+    assert_eq!(api.get("/files?limit=0").await.status(), StatusCode::BAD_REQUEST);
+
+    // A big upload streams through (and is hashed while streaming).
+    let big: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+    let r = api.upload(&big).await;
+    assert_eq!(r["sha256"], hex::encode(Sha256::digest(&big)));
+    assert_eq!(r["size"], big.len());
+}
+
+#[tokio::test]
+async fn echo_events_come_in_order_and_fold_into_the_result() {
+    let api = Api::shared();
+    let base = api.base_uuid().await;
+    let op = api.spawn(json!({"command": "echo", "args": ["hi"], "image": base_image()})).await;
+    let evs = tokio::time::timeout(Duration::from_secs(60), api.events(&op, "follow=1")).await.unwrap();
+    assert_eq!(types(&evs), ["init", "spawn", "stdout", "exit", "shutdown", "completion"], "{evs:#?}");
+    assert!(evs.windows(2).all(|w| w[0]["id"].as_u64() < w[1]["id"].as_u64()));
+    assert_eq!(evs[0]["spid"], 0);
+    assert_eq!(evs[1]["spid"], 1);
+    assert_eq!(evs[1]["data"]["command"], "echo");
+    assert_eq!(stream_bytes(&evs[2]["data"]), b"hi\n");
+    assert_eq!(evs[3]["data"]["code"], 0);
+    assert_eq!(evs[3]["data"]["signal"], -1);
+    assert_eq!(evs[4]["data"]["reason"], "job_complete");
+    assert!(evs[5].get("spid").is_none());
+    assert_eq!(evs[5]["data"]["status"], "SUCCESS");
+    assert!(evs[5]["data"]["duration_ms"].is_u64());
+
+    let v = api.get_json(&format!("/operations/{op}")).await;
+    assert_eq!(v["status"], "SUCCESS");
+    assert_eq!(v["kind"], "instance");
+    assert_eq!(v["image_uuid"], base);
+    assert_eq!(v["metadata"]["image"], base, "the tag is resolved to the uuid");
+    assert_eq!(stdout(&v), "hi\n");
+    assert_eq!(v["metadata"]["result"]["state"]["exit_code"], 0);
+    assert!(v["metadata"]["result"]["resources"]["elapsed_time"].as_f64().unwrap() >= 0.0);
+    // `echo` writes nothing: the result is the source image itself.
+    assert_eq!(v["result_image_uuid"], base);
+    assert_eq!(evs[5]["data"]["result_image_uuid"], base);
+
+    // Filters: since / Last-Event-Id / spid; terminal ops ignore follow.
+    let tail = api.events(&op, "since=4").await;
+    assert_eq!(types(&tail), ["shutdown", "completion"]);
+    let r = api
+        .req(reqwest::Method::GET, &format!("/operations/{op}/events?since=1"))
+        .header("Last-Event-Id", "5")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(types(&parse_sse(&r.text().await.unwrap())), ["completion"]);
+    assert_eq!(types(&api.events(&op, "spid=0").await), ["init", "shutdown"]);
+    assert_eq!(types(&api.events(&op, "spid=1&since=-1").await), ["spawn", "stdout", "exit"]);
+    assert_eq!(api.get(&format!("/operations/{op}/events?since=x")).await.status(), StatusCode::BAD_REQUEST);
+    // The subprocess view folds the same log.
+    let sub = api.get_json(&format!("/operations/{op}/subprocesses/1")).await;
+    assert_eq!(sub["state"]["exit_code"], 0);
+    assert_eq!(stream_bytes(&sub["stdout"]), b"hi\n");
+    assert_eq!(api.get(&format!("/operations/{op}/subprocesses/2")).await.status(), StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn nonzero_exit_is_success_with_the_exit_code() {
+    let api = Api::shared();
+    let v = api.run(json!({"command": "echo oops >&2; exit 3", "shell": true, "image": base_image()})).await;
+    assert_eq!(v["status"], "SUCCESS");
+    assert_eq!(v["metadata"]["result"]["state"]["exit_code"], 3);
+    assert_eq!(stream_bytes(&v["metadata"]["result"]["stderr"]), b"oops\n");
+    // A missing program exits 127, like a shell would; still a completed operation.
+    let v = api.run(json!({"command": "/no/such/program", "image": base_image()})).await;
+    assert_eq!(v["status"], "SUCCESS");
+    assert_eq!(v["metadata"]["result"]["state"]["exit_code"], 127);
+}
+
+#[tokio::test]
+async fn stdin_env_cwd_uid_and_files() {
+    let api = Api::shared();
+    let v = api.run(json!({"command": "cat", "image": base_image(), "stdin": {"value": "my input\n"}})).await;
+    assert_eq!(stdout(&v), "my input\n");
+    let v = api
+        .run(json!({"command": "cat", "image": base_image(), "stdin": {"value": "AAEC/w==", "encoding": "base64"}}))
+        .await;
+    assert_eq!(stream_bytes(&v["metadata"]["result"]["stdout"]), [0, 1, 2, 255]);
+
+    let v = api
+        .run(json!({"command": "echo $FOO-$HOME_X; pwd; id -u; id -g; hostname", "shell": true, "image": base_image(),
+                    "env": {"FOO": "bar", "HOME_X": "y", "API_TOKEN": "s3cr3t"}, "cwd": "/tmp/work/dir",
+                    "uid": 1234, "gid": 4321, "hostname": "box"}))
+        .await;
+    assert_eq!(stdout(&v), "bar-y\n/tmp/work/dir\n1234\n4321\nbox\n");
+    assert_eq!(v["metadata"]["env"]["API_TOKEN"], "<MASKED>", "secrets are masked in the echo");
+    let evs = api.events(v["uuid"].as_str().unwrap(), "").await;
+    let spawn = evs.iter().find(|e| e["type"] == "spawn").unwrap();
+    assert_eq!(spawn["data"]["env"]["API_TOKEN"], "<MASKED>");
+    assert_eq!(spawn["data"]["env"]["FOO"], "bar");
+    assert!(!evs.iter().any(|e| e.to_string().contains("s3cr3t")));
+
+    let file = api.upload(b"placed content\n").await;
+    let v = api
+        .run(json!({"command": "cat /opt/app/data.txt /etc/conf; stat -c '%a %u %g' /opt/app/data.txt /etc/conf",
+                    "shell": true, "image": base_image(),
+                    "files": {"/opt/app/data.txt": {"uuid": file["uuid"], "mode": "0600", "uid": 7, "gid": 8},
+                              "/etc/conf": {"uuid": file["uuid"]}}}))
+        .await;
+    assert_eq!(stdout(&v), "placed content\nplaced content\n600 7 8\n644 0 0\n");
+}
+
+#[tokio::test]
+async fn bad_spawn_requests_are_400_and_unknown_images_404() {
+    let api = Api::shared();
+    let bad = [
+        json!({"image": base_image()}),
+        json!({"command": "true", "image": "not-an-image"}),
+        json!({"command": "true", "image": base_image(), "cwd": "relative"}),
+        json!({"command": "true", "image": base_image(), "truncate_output_at": 10485761}),
+        json!({"command": "true", "image": base_image(), "timeout": 0}),
+        json!({"command": "true", "image": base_image(), "hostname": "bad host"}),
+        json!({"command": "true", "image": base_image(), "files": {"relative": {"uuid": uuid::Uuid::new_v4()}}}),
+        json!({"command": "true", "image": base_image(), "files": {"/x": {"uuid": uuid::Uuid::new_v4()}}}),
+        json!({"command": "true", "image": base_image(), "stdin": {"value": "%%", "encoding": "base64"}}),
+    ];
+    for body in bad {
+        let r = api.req(reqwest::Method::POST, "/instances").json(&body).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{body}");
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(v["status"], 400);
+        assert!(!v["error"].as_str().unwrap().is_empty());
+    }
+    let r = api.req(reqwest::Method::POST, "/instances").body("{not json").send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let r = api
+        .req(reqwest::Method::POST, "/instances")
+        .json(&json!({"command": "true", "image": "tag:no/such:tag"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    let unknown = uuid::Uuid::new_v4();
+    assert_eq!(api.get(&format!("/operations/{unknown}")).await.status(), StatusCode::NOT_FOUND);
+    let r = api.req(reqwest::Method::DELETE, &format!("/operations/{unknown}")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    assert_eq!(api.get(&format!("/operations/{unknown}/events")).await.status(), StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn output_is_truncated_at_the_cap() {
+    let api = Api::shared();
+    let v = api
+        .run(json!({"command": "head -c 5000 /dev/zero | tr '\\0' a; echo err >&2", "shell": true,
+                    "image": base_image(), "truncate_output_at": 100}))
+        .await;
+    let out = &v["metadata"]["result"]["stdout"];
+    assert_eq!(stream_bytes(out), vec![b'a'; 100]);
+    assert_eq!(out["truncated"], true);
+    assert_eq!(v["metadata"]["result"]["stderr"]["truncated"], false);
+    let evs = api.events(v["uuid"].as_str().unwrap(), "").await;
+    let t: Vec<_> = evs.iter().filter(|e| e["type"] == "truncated").collect();
+    assert_eq!(t.len(), 1);
+    assert_eq!(t[0]["data"], json!({"stream": "stdout", "bytes_emitted": 100, "bytes_dropped": 4900}));
+    let ty = types(&evs);
+    let pos = |x: &str| ty.iter().position(|t| t == x).unwrap();
+    assert!(pos("exit") < pos("truncated") && pos("truncated") < pos("shutdown"));
+}
+
+#[tokio::test]
+async fn timeout_kills_the_tree_and_reports_timed_out() {
+    let api = Api::shared();
+    let started = Instant::now();
+    let v = api
+        .run(
+            json!({"command": "sleep 100 & sleep 100; echo never", "shell": true, "image": base_image(), "timeout": 1}),
+        )
+        .await;
+    assert!(started.elapsed() < Duration::from_secs(20), "took {:?}", started.elapsed());
+    let state = &v["metadata"]["result"]["state"];
+    assert_eq!(state["timed_out"], true, "{v}");
+    assert_eq!(state["exit_code"], -1);
+    assert_eq!(state["signal"], 9);
+    assert_eq!(stdout(&v), "");
+    let evs = api.events(v["uuid"].as_str().unwrap(), "").await;
+    let shutdown = evs.iter().find(|e| e["type"] == "shutdown").unwrap();
+    assert_eq!(shutdown["data"]["reason"], "timeout");
+}
+
+#[tokio::test]
+async fn cancel_gives_202_then_409() {
+    let api = Api::shared();
+    let op = api.spawn(json!({"command": "sleep", "args": ["100"], "image": base_image()})).await;
+    api.wait_status(&op, "EXECUTING").await;
+    let listed = api.get_json("/operations?status=EXECUTING&kind=instance&limit=1000").await;
+    assert!(listed.as_array().unwrap().iter().any(|o| o["uuid"] == op.as_str()));
+    let r = api.req(reqwest::Method::DELETE, &format!("/operations/{op}")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let v = api.wait(&op).await;
+    assert_eq!(v["status"], "CANCELLED");
+    assert!(v["result_image_uuid"].is_null());
+    let r = api.req(reqwest::Method::DELETE, &format!("/operations/{op}")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::CONFLICT);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["status"], 409);
+    let evs = api.events(&op, "").await;
+    assert_eq!(evs.last().unwrap()["data"]["status"], "CANCELLED");
+}
+
+#[tokio::test]
+async fn disposable_noop_and_branching_images() {
+    let api = Api::shared();
+    let base = api.base_uuid().await;
+    // A write makes a new image on top of the source.
+    let v = api
+        .run(json!({"command": "mkdir -p /root/proj && echo one > /root/proj/a", "shell": true, "image": base, "disposable": false}))
+        .await;
+    let img = v["result_image_uuid"].as_str().unwrap().to_owned();
+    assert_ne!(img, base);
+    assert_eq!(v["result"]["image"], img.as_str());
+    let meta = api.get_json(&format!("/inspect/{img}/")).await;
+    assert_eq!(meta["uuid"], img.as_str());
+    assert_eq!(meta["operation_uuid"], v["uuid"]);
+    // It sees its parent's files and its own.
+    let v2 = api
+        .run(json!({"command": "cat /root/proj/a; test -x /bin/sh && echo has-sh", "shell": true, "image": img}))
+        .await;
+    assert_eq!(stdout(&v2), "one\nhas-sh\n");
+    // The source is untouched.
+    let r = api.get(&format!("/inspect/{base}/download?path=/root/proj/a")).await;
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    // A no-op run on the new image keeps its uuid.
+    let noop = api.run(json!({"command": "true", "image": img, "disposable": false})).await;
+    assert_eq!(noop["result_image_uuid"], img.as_str());
+    // Disposable runs leave no image.
+    let d = api.run(json!({"command": "echo x > /root/d", "shell": true, "image": img, "disposable": true})).await;
+    assert_eq!(d["status"], "SUCCESS");
+    assert!(d["result_image_uuid"].is_null());
+    // Two branches from one image stay isolated.
+    let b1 = api.run(json!({"command": "echo b1 > /root/proj/a", "shell": true, "image": img})).await;
+    let b2 = api.run(json!({"command": "rm /root/proj/a; echo b2 > /root/proj/b", "shell": true, "image": img})).await;
+    let (b1, b2) =
+        (b1["result_image_uuid"].as_str().unwrap().to_owned(), b2["result_image_uuid"].as_str().unwrap().to_owned());
+    let read = |i: String, p: &'static str| {
+        let api = api.clone();
+        async move {
+            let r = api.get(&format!("/inspect/{i}/download?path={p}")).await;
+            (r.status(), r.text().await.unwrap())
+        }
+    };
+    assert_eq!(read(b1.clone(), "/root/proj/a").await, (StatusCode::OK, "b1\n".into()));
+    assert_eq!(read(b1.clone(), "/root/proj/b").await.0, StatusCode::NOT_FOUND);
+    assert_eq!(read(b2.clone(), "/root/proj/a").await.0, StatusCode::NOT_FOUND, "whiteout hides the parent's file");
+    assert_eq!(read(b2.clone(), "/root/proj/b").await, (StatusCode::OK, "b2\n".into()));
+    assert_eq!(read(img.clone(), "/root/proj/a").await, (StatusCode::OK, "one\n".into()));
+    // Chaining: run on b2 sees the deletion too.
+    let v = api.run(json!({"command": "ls /root/proj", "shell": true, "image": b2})).await;
+    assert_eq!(stdout(&v), "b\n");
+    // A filter by uuid finds the image.
+    let list = api.get_json(&format!("/images?uuid={img}")).await;
+    assert_eq!(list["images"][0]["uuid"], img.as_str());
+}
+
+#[tokio::test]
+async fn preserve_env_is_inherited_by_later_shell_runs() {
+    let api = Api::shared();
+    let v = api
+        .run(json!({"command": "true", "image": base_image(), "env": {"GREETING": "hello"}, "preserve_env": true}))
+        .await;
+    let img = v["result_image_uuid"].as_str().unwrap().to_owned();
+    assert_ne!(img, api.base_uuid().await, "a changed env makes a new image");
+    let v = api.run(json!({"command": "echo $GREETING", "shell": true, "image": img})).await;
+    assert_eq!(stdout(&v), "hello\n");
+    // Without `shell`, the image env is not inherited.
+    let v = api.run(json!({"command": "/bin/sh", "args": ["-c", "echo [$GREETING]"], "image": img})).await;
+    assert_eq!(stdout(&v), "[]\n");
+}
+
+#[tokio::test]
+async fn tags_move_and_resolve_with_a_relative_302() {
+    let api = Api::shared();
+    let tag = format!("test/tags-{}:v1", &uuid::Uuid::new_v4().to_string()[..8]);
+    let a = api.run(json!({"command": "echo a > /a", "shell": true, "image": base_image()})).await["result_image_uuid"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let b = api.run(json!({"command": "echo b > /b", "shell": true, "image": base_image()})).await["result_image_uuid"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let r =
+        api.req(reqwest::Method::PATCH, &format!("/images/{a}/tag")).json(&json!({"tag": tag})).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.json::<Value>().await.unwrap()["tag"], tag.as_str());
+    let r = api.get(&format!("/inspect/?tag={tag}")).await;
+    assert_eq!(r.status(), StatusCode::FOUND);
+    assert_eq!(r.headers()["location"], format!("{a}/").as_str());
+    // Assigning the tag elsewhere moves it.
+    let r =
+        api.req(reqwest::Method::PATCH, &format!("/images/{b}/tag")).json(&json!({"tag": tag})).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(api.get_json(&format!("/inspect/{a}/")).await["tag"].is_null());
+    let r = api.get(&format!("/inspect/?tag={tag}")).await;
+    assert_eq!(r.headers()["location"], format!("{b}/").as_str());
+    // Runs resolve it too.
+    let v = api.run(json!({"command": "cat /b", "image": format!("tag:{tag}")})).await;
+    assert_eq!(v["image_uuid"], b.as_str());
+    // Listing by tag prefix.
+    let prefix = tag.split(':').next().unwrap();
+    let list = api.get_json(&format!("/images?tag={prefix}")).await;
+    assert_eq!(list["images"].as_array().unwrap().len(), 1);
+    assert_eq!(list["images"][0]["uuid"], b.as_str());
+    let tagged = api.get_json("/images?tagged&limit=1000").await;
+    assert!(tagged["images"].as_array().unwrap().iter().all(|i| i["tag"].is_string()));
+    assert_eq!(api.get("/images?limit=0").await.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(api.get("/images?limit=1001").await.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(api.get("/images?since=yesterday").await.status(), StatusCode::BAD_REQUEST);
+    let recent = api.get_json("/images?since=1h&limit=1000").await;
+    assert!(recent["images"].as_array().unwrap().iter().any(|i| i["uuid"] == b.as_str()));
+    let page = api.get_json("/images?limit=1&offset=1").await;
+    assert_eq!(page["images"].as_array().unwrap().len(), 1);
+    // Bad tags are 400, unknown images 404.
+    let r = api
+        .req(reqwest::Method::PATCH, &format!("/images/{b}/tag"))
+        .json(&json!({"tag": "bad tag"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let r = api
+        .req(reqwest::Method::PATCH, &format!("/images/{}/tag", uuid::Uuid::new_v4()))
+        .json(&json!({"tag": "x"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    // Removing it.
+    let r = api.req(reqwest::Method::DELETE, &format!("/images/{b}/tag?tag={tag}")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    assert_eq!(api.get(&format!("/inspect/?tag={tag}")).await.status(), StatusCode::NOT_FOUND);
+    assert_eq!(api.get("/inspect/").await.status(), StatusCode::BAD_REQUEST);
+    // The slash-less forms redirect.
+    let r = api.get("/inspect").await;
+    assert_eq!(r.status(), StatusCode::TEMPORARY_REDIRECT);
+    let r = api.get(&format!("/inspect/{b}")).await;
+    assert_eq!(r.status(), StatusCode::TEMPORARY_REDIRECT);
+    assert_eq!(r.headers()["location"], format!("/v1/inspect/{b}/").as_str());
+}
+
+#[tokio::test]
+async fn inspect_list_download_archive() {
+    let api = Api::shared();
+    let v = api
+        .run(json!({"command": "mkdir -p /srv/site/sub && printf hello > /srv/site/index.html && printf x > /srv/site/sub/x \
+                                && ln -s index.html /srv/site/link && chmod 640 /srv/site/index.html",
+                    "shell": true, "image": base_image()}))
+        .await;
+    let img = v["result_image_uuid"].as_str().unwrap().to_owned();
+    let list = api.get_json(&format!("/inspect/{img}/list?path=/srv/site")).await;
+    assert_eq!(list["path"], "/srv/site");
+    let files = list["files"].as_array().unwrap();
+    let names: Vec<_> = files.iter().map(|f| f["path"].as_str().unwrap()).collect();
+    assert_eq!(names, ["index.html", "link", "sub"]);
+    let index = &files[0];
+    assert_eq!(index["size"], 5);
+    assert_eq!(index["is_regular"], true);
+    assert_eq!(index["mode"].as_u64().unwrap() & 0o7777, 0o640);
+    assert_eq!(files[1]["is_symlink"], true);
+    assert_eq!(files[1]["symlink_to"], "index.html");
+    assert_eq!(files[2]["is_dir"], true);
+    for key in ["owner", "group", "uid", "gid", "mtime", "nlink", "is_socket", "is_fifo"] {
+        assert!(index.get(key).is_some(), "{key}");
+    }
+    let text = api.get(&format!("/inspect/{img}/list?path=/srv/site&text")).await.text().await.unwrap();
+    assert!(text.starts_with("total ") && text.contains("index.html") && text.contains("link -> index.html"), "{text}");
+    // The base image's own tree is there too (host /usr through its overlay).
+    let usr = api.get_json(&format!("/inspect/{img}/list?path=/usr/bin")).await;
+    assert!(usr["files"].as_array().unwrap().iter().any(|f| f["path"] == "env"));
+
+    let r = api.get(&format!("/inspect/{img}/download?path=/srv/site/link")).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.bytes().await.unwrap().as_ref(), b"hello");
+    let head = |p: &'static str| {
+        let api = api.clone();
+        let img = img.clone();
+        async move {
+            api.req(reqwest::Method::HEAD, &format!("/inspect/{img}/download?path={p}")).send().await.unwrap().status()
+        }
+    };
+    assert_eq!(head("/srv/site/index.html").await, StatusCode::OK);
+    assert_eq!(head("/srv/site").await, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(head("/srv/nope").await, StatusCode::NOT_FOUND);
+    let r = api.get(&format!("/inspect/{img}/download?path=/srv/site")).await;
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(r.json::<Value>().await.unwrap()["status"], 422);
+    assert_eq!(api.get(&format!("/inspect/{img}/download")).await.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(
+        api.get(&format!("/inspect/{img}/list?path=/srv/site/index.html")).await.status(),
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
+    let unknown = uuid::Uuid::new_v4();
+    assert_eq!(api.get(&format!("/inspect/{unknown}/list?path=/")).await.status(), StatusCode::NOT_FOUND);
+
+    let r = api.get(&format!("/inspect/{img}/archive?path=/srv/site")).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.headers()["content-type"], "application/x-tar");
+    assert!(r.headers()["content-disposition"].to_str().unwrap().contains("srv_site.tar"));
+    let bytes = r.bytes().await.unwrap();
+    let mut ar = tar::Archive::new(bytes.as_ref());
+    let mut entries = Vec::new();
+    for e in ar.entries().unwrap() {
+        let mut e = e.unwrap();
+        let path = e.path().unwrap().to_string_lossy().into_owned();
+        let mut content = String::new();
+        if e.header().entry_type().is_file() {
+            e.read_to_string(&mut content).unwrap();
+        }
+        entries.push((path, content));
+    }
+    assert_eq!(
+        entries,
+        [
+            ("site".to_owned(), String::new()),
+            ("site/index.html".to_owned(), "hello".to_owned()),
+            ("site/link".to_owned(), String::new()),
+            ("site/sub".to_owned(), String::new()),
+            ("site/sub/x".to_owned(), "x".to_owned()),
+        ]
+    );
+    let r = api.req(reqwest::Method::HEAD, &format!("/inspect/{img}/archive?path=/srv/site")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let r = api.req(reqwest::Method::HEAD, &format!("/inspect/{img}/archive?path=/nope")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    // A single file archives as one entry.
+    let bytes = api.get(&format!("/inspect/{img}/archive?path=/srv/site/index.html")).await.bytes().await.unwrap();
+    let mut ar = tar::Archive::new(bytes.as_ref());
+    let names: Vec<_> =
+        ar.entries().unwrap().map(|e| e.unwrap().path().unwrap().to_string_lossy().into_owned()).collect();
+    assert_eq!(names, ["index.html"]);
+}
+
+#[tokio::test]
+async fn path_escapes_get_4xx_and_read_nothing() {
+    let server = shared();
+    let api = Api::shared();
+    let v = api
+        .run(json!({"command": "ln -s / /root/rootlink && ln -s ../../../../../.. /root/up && ln -s /proc/self/root /root/proc",
+                    "shell": true, "image": base_image()}))
+        .await;
+    let img = v["result_image_uuid"].as_str().unwrap().to_owned();
+    // A file that exists on the host but not in the image: the server's own database.
+    let db = server.data_dir().join("db.sqlite");
+    assert!(db.exists());
+    let db = db.display().to_string();
+    let attempts = [
+        format!("../../../../..{db}"),
+        format!("/root/rootlink{db}"),
+        format!("/root/up{db}"),
+        format!("/root/rootlink/../../..{db}"),
+        format!("/root/proc{db}"),
+        format!("/root/up/root/up{db}"),
+        "/root/rootlink/etc/shadow".to_owned(),
+        "/../etc/shadow".to_owned(),
+        "/root/up/etc/gshadow".to_owned(),
+        "/root/proc/environ".to_owned(),
+        "/proc/self/environ".to_owned(),
+    ];
+    for p in &attempts {
+        for route in ["download", "archive", "list"] {
+            let r = api.get(&format!("/inspect/{img}/{route}?path={}", encode(p))).await;
+            let status = r.status();
+            let body = r.bytes().await.unwrap();
+            assert!(status.is_client_error(), "{route} {p}: {status}");
+            assert!(!body.windows(6).any(|w| w == b"SQLite"), "{route} {p} leaked the database");
+        }
+    }
+    // Following links stays inside the image: `/root/rootlink/etc` is the image's /etc.
+    let r = api.get(&format!("/inspect/{img}/list?path=/root/rootlink/root")).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let names: Vec<String> = r.json::<Value>().await.unwrap()["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["path"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(names, ["proc", "rootlink", "up"]);
+}
+
+#[tokio::test]
+async fn popen_stdin_streaming_and_kill() {
+    let api = Api::shared();
+    let op = api
+        .spawn(json!({"command": "while read l; do echo got:$l; done; echo eof", "shell": true, "image": base_image(),
+                      "stdin": {"value": "first\n", "close": false}}))
+        .await;
+    // Follow the output live.
+    let follower = {
+        let api = api.clone();
+        let op = op.clone();
+        tokio::spawn(async move { api.events(&op, "follow=1&spid=1").await })
+    };
+    let write = |value: &'static str, close: bool| {
+        let api = api.clone();
+        let op = op.clone();
+        async move {
+            api.req(reqwest::Method::POST, &format!("/operations/{op}/subprocesses/1/stdin"))
+                .json(&json!({"value": value, "close": close}))
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+    assert_eq!(write("second\n", false).await, StatusCode::NO_CONTENT);
+    // Wait until both lines came out, while the process still runs.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let v = api.get_json(&format!("/operations/{op}?inflight=1")).await;
+        if v["status"] == "EXECUTING" && stdout(&v) == "got:first\ngot:second\n" {
+            assert_eq!(stream_bytes(&v["result"]["stdout"]), b"got:first\ngot:second\n");
+            break;
+        }
+        assert!(Instant::now() < deadline, "never saw the output: {v}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let sub = api.get_json(&format!("/operations/{op}/subprocesses/1")).await;
+    assert_eq!(sub["state"]["exit_code"], -1, "still running");
+    assert_eq!(sub["state"]["signal"], -1);
+    assert!(sub["state"]["pid"].as_i64().unwrap() > 0);
+    let r = api
+        .req(reqwest::Method::DELETE, &format!("/operations/{op}/subprocesses/1?signal=BOGUS"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let r =
+        api.req(reqwest::Method::DELETE, &format!("/operations/{op}/subprocesses/1?signal=TERM")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let v = api.wait(&op).await;
+    assert_eq!(v["status"], "SUCCESS");
+    let state = &v["metadata"]["result"]["state"];
+    assert_eq!(state["signal"], 15);
+    assert_eq!(state["exit_code"], -1);
+    let evs = follower.await.unwrap();
+    assert!(evs.iter().all(|e| e["spid"] == 1));
+    let stdin: Vec<u8> = evs.iter().filter(|e| e["type"] == "stdin").flat_map(|e| stream_bytes(&e["data"])).collect();
+    assert_eq!(stdin, b"first\nsecond\n");
+    assert_eq!(stdout(&v), "got:first\ngot:second\n");
+    // The instance ended: no more writes.
+    assert_eq!(write("late\n", true).await, StatusCode::GONE);
+
+    // Closing stdin through the API gives EOF; then the pipe is closed for good.
+    let op2 = api
+        .spawn(json!({"command": "cat; echo done", "shell": true, "image": base_image(), "stdin": {"value": "", "close": false}}))
+        .await;
+    let w = |value: &'static str, close: bool| {
+        let api = api.clone();
+        let op = op2.clone();
+        async move {
+            api.req(reqwest::Method::POST, &format!("/operations/{op}/subprocesses/1/stdin"))
+                .json(&json!({"value": value, "close": close}))
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+    assert_eq!(w("abc", true).await, StatusCode::NO_CONTENT);
+    let status = w("more", true).await;
+    assert!(status == StatusCode::CONFLICT || status == StatusCode::GONE, "{status}");
+    let v = api.wait(&op2).await;
+    assert_eq!(stdout(&v), "abcdone\n");
+
+    // A process started with a closed stdin refuses writes.
+    let op3 = api.spawn(json!({"command": "sleep", "args": ["30"], "image": base_image()})).await;
+    api.wait_status(&op3, "EXECUTING").await;
+    let r = api
+        .req(reqwest::Method::POST, &format!("/operations/{op3}/subprocesses/1/stdin"))
+        .json(&json!({"value": "x"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CONFLICT);
+    let r = api.req(reqwest::Method::DELETE, &format!("/operations/{op3}/subprocesses/1")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let v = api.wait(&op3).await;
+    assert_eq!(v["metadata"]["result"]["state"]["signal"], 9);
+}
+
+#[tokio::test]
+async fn gzip_responses_and_live_gzip_event_streams() {
+    let api = Api::shared();
+    // Plain responses are gzipped when asked for.
+    let raw = reqwest::Client::builder().no_gzip().build().unwrap();
+    let r = raw
+        .get(api.url("/images?limit=1000"))
+        .bearer_auth(&api.token)
+        .header("accept-encoding", "gzip")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["content-encoding"], "gzip");
+    let mut json = String::new();
+    flate2::read::GzDecoder::new(r.bytes().await.unwrap().as_ref()).read_to_string(&mut json).unwrap();
+    assert!(serde_json::from_str::<Value>(&json).unwrap()["images"].is_array());
+
+    // A gzipped event stream delivers each event as it happens, not at the end: decode the
+    // chunks as they come and look for the first output long before the run ends.
+    let op =
+        api.spawn(json!({"command": "echo early; sleep 3; echo late", "shell": true, "image": base_image()})).await;
+    let r = raw
+        .get(api.url(&format!("/operations/{op}/events?follow=1")))
+        .bearer_auth(&api.token)
+        .header("accept-encoding", "gzip")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.headers()["content-encoding"], "gzip");
+    let started = Instant::now();
+    let mut stream = r.bytes_stream();
+    let mut gz = flate2::write::GzDecoder::new(Vec::new());
+    let mut early_at = None;
+    while let Some(chunk) = stream.next().await {
+        std::io::Write::write_all(&mut gz, &chunk.unwrap()).unwrap();
+        std::io::Write::flush(&mut gz).unwrap();
+        let so_far = String::from_utf8_lossy(gz.get_ref());
+        if early_at.is_none() && so_far.contains("\"value\":\"early\\n\"") {
+            early_at = Some(started.elapsed());
+        }
+    }
+    let text = String::from_utf8(gz.finish().unwrap()).unwrap();
+    let early_at = early_at.expect("saw the early output");
+    assert!(early_at < Duration::from_secs(2), "first output arrived after {early_at:?}");
+    let evs = parse_sse(&text);
+    assert_eq!(evs.last().unwrap()["type"], "completion");
+    // Keepalive comments keep idle streams warm (300 ms on the shared server).
+    assert!(text.contains(": keepalive"), "{text}");
+}
+
+#[tokio::test]
+async fn operations_list_filters() {
+    let api = Api::shared();
+    let v = api.run(json!({"command": "true", "image": base_image()})).await;
+    let ops = api.get_json("/operations?status=SUCCESS&kind=instance&limit=1000").await;
+    let ops = ops.as_array().unwrap();
+    assert!(ops.iter().all(|o| o["status"] == "SUCCESS" && o["kind"] == "instance"));
+    let mine = ops.iter().find(|o| o["uuid"] == v["uuid"]).expect("listed");
+    assert!(mine["duration"].as_f64().is_some());
+    assert!(mine["created_at"].is_string());
+    assert_eq!(api.get("/operations?status=NOPE").await.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(api.get("/operations?kind=nope").await.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(api.get("/operations?limit=0").await.status(), StatusCode::BAD_REQUEST);
+    let none = api.get_json("/operations?until=2000-01-01T00:00:00Z").await;
+    assert_eq!(none.as_array().unwrap().len(), 0);
+}
+
+#[tokio::test]
+async fn imports_are_honest_offline() {
+    let api = Api::shared();
+    let r = api
+        .req(reqwest::Method::POST, "/images/import")
+        .json(&json!({"registry": {"url": "docker://docker.io/library/busybox:latest",
+                                   "credentials": {"username": "u", "password": "hunter2"}}, "tag": "busybox:latest"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let op = r.json::<Value>().await.unwrap()["uuid"].as_str().unwrap().to_owned();
+    let v = api.wait_status(&op, "FAILED").await;
+    assert_eq!(v["kind"], "image_import");
+    assert!(v["error"].as_str().unwrap().contains("not available offline"), "{v}");
+    assert_eq!(v["metadata"]["registry"]["credentials"]["password"], "<MASKED>");
+    assert!(!v.to_string().contains("hunter2"));
+
+    let tag = format!("imported/base-{}:1", &uuid::Uuid::new_v4().to_string()[..8]);
+    let r = api
+        .req(reqwest::Method::POST, "/images/import")
+        .json(&json!({"registry": {"url": format!("docker://{BASE_IMAGE_TAG}")}, "tag": tag}))
+        .send()
+        .await
+        .unwrap();
+    let op = r.json::<Value>().await.unwrap()["uuid"].as_str().unwrap().to_owned();
+    let v = api.wait_status(&op, "SUCCESS").await;
+    assert_eq!(v["result"]["tag"], tag.as_str());
+    let img = v["result"]["image"].as_str().unwrap().to_owned();
+    let run = api.run(json!({"command": "true", "image": format!("tag:{tag}")})).await;
+    assert_eq!(run["image_uuid"], img.as_str());
+    // The base keeps its own tag.
+    assert_eq!(api.get_json(&format!("/inspect/{}/", api.base_uuid().await)).await["tag"], BASE_IMAGE_TAG);
+}
+
+#[tokio::test]
+async fn restart_keeps_state_and_fails_interrupted_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = || LocalConfig::default().with_data_dir(dir.path()).with_token("restart-token");
+    let (img, file_sha, running) = {
+        let server = LocalServer::start(config()).await.unwrap();
+        let api = Api::new(&server);
+        let file = api.upload(b"persisted\n").await;
+        let v = api.run(json!({"command": "echo kept > /root/kept", "shell": true, "image": base_image()})).await;
+        let img = v["result_image_uuid"].as_str().unwrap().to_owned();
+        let r = api
+            .req(reqwest::Method::PATCH, &format!("/images/{img}/tag"))
+            .json(&json!({"tag": "restart:kept"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        let running = api.spawn(json!({"command": "sleep", "args": ["100"], "image": base_image()})).await;
+        api.wait_status(&running, "EXECUTING").await;
+        server.shutdown().await;
+        (img, file["sha256"].as_str().unwrap().to_owned(), running)
+    };
+    let server = LocalServer::start(config()).await.unwrap();
+    assert_eq!(server.token(), "restart-token");
+    let api = Api::new(&server);
+    let r = api.get("/inspect/?tag=restart:kept").await;
+    assert_eq!(r.headers()["location"], format!("{img}/").as_str());
+    let v = api.run(json!({"command": "cat", "args": ["/root/kept"], "image": "tag:restart:kept"})).await;
+    assert_eq!(stdout(&v), "kept\n", "{v}");
+    assert_eq!(
+        api.req(reqwest::Method::HEAD, &format!("/files/{file_sha}")).send().await.unwrap().status(),
+        StatusCode::OK
+    );
+    let op = api.get_json(&format!("/operations/{running}")).await;
+    assert_eq!(op["status"], "FAILED");
+    let evs = api.events(&running, "follow=1").await;
+    assert_eq!(evs.last().unwrap()["type"], "completion");
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn extra_runs_wait_as_pending() {
+    let server = LocalServer::start(LocalConfig::default().with_max_concurrent_runs(1)).await.unwrap();
+    let api = Api::new(&server);
+    let first = api.spawn(json!({"command": "sleep", "args": ["100"], "image": base_image()})).await;
+    api.wait_status(&first, "EXECUTING").await;
+    let second = api.spawn(json!({"command": "echo", "args": ["second"], "image": base_image()})).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(api.get_json(&format!("/operations/{second}")).await["status"], "PENDING");
+    // Cancelling a queued run works without ever starting it.
+    let third = api.spawn(json!({"command": "echo", "args": ["third"], "image": base_image()})).await;
+    let r = api.req(reqwest::Method::DELETE, &format!("/operations/{third}")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    assert_eq!(api.wait(&third).await["status"], "CANCELLED");
+    assert_eq!(types(&api.events(&third, "").await), ["completion"]);
+    // When the first ends, the second runs.
+    let r = api.req(reqwest::Method::DELETE, &format!("/operations/{first}")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let v = api.wait(&second).await;
+    assert_eq!(stdout(&v), "second\n");
+    server.shutdown().await;
+}
+
+#[test]
+fn start_blocking_works_outside_a_runtime_and_stops_on_drop() {
+    let server = LocalServer::start_blocking(LocalConfig::default()).unwrap();
+    let url = format!("{}/v1/whoami", server.base_url());
+    let token = server.token().to_owned();
+    assert_eq!(token.len(), 64, "a generated 256-bit token");
+    assert!(!format!("{server:?}").contains(&token));
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let status =
+        rt.block_on(async { reqwest::Client::new().get(&url).bearer_auth(&token).send().await.unwrap().status() });
+    assert_eq!(status, StatusCode::OK);
+    let data_dir = server.data_dir().to_path_buf();
+    drop(server);
+    assert!(!data_dir.exists(), "the temporary data dir is removed");
+    let err = rt.block_on(async { reqwest::Client::new().get(&url).send().await });
+    assert!(err.is_err(), "the server stopped listening");
+}
+
+/// Reads `KEY=value` lines from the binary's stdout until both are seen.
+fn read_banner(out: std::process::ChildStdout) -> (String, String) {
+    use std::io::BufRead;
+    let mut url = None;
+    let mut token = None;
+    for line in std::io::BufReader::new(out).lines() {
+        let line = line.unwrap();
+        if let Some(v) = line.strip_prefix("CONTREE_URL=") {
+            url = Some(v.to_owned());
+        } else if let Some(v) = line.strip_prefix("CONTREE_TOKEN=") {
+            token = Some(v.to_owned());
+        }
+        if url.is_some() && token.is_some() {
+            break;
+        }
+    }
+    (url.expect("the binary prints its URL"), token.expect("the binary prints its token"))
+}
+
+#[tokio::test]
+async fn binary_prints_url_and_token_and_a_crash_fails_running_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_contree-local"))
+        .args(["--bind", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let out = child.stdout.take().unwrap();
+    let (url, token) = tokio::task::spawn_blocking(move || read_banner(out)).await.unwrap();
+    assert!(url.starts_with("http://127.0.0.1:"), "{url}");
+    assert_eq!(token.len(), 64, "a generated token");
+    let api = Api {
+        base: url,
+        token,
+        http: reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap(),
+    };
+    let op = api.spawn(json!({"command": "sleep", "args": ["3"], "image": base_image()})).await;
+    api.wait_status(&op, "EXECUTING").await;
+    // A crash, not a clean stop: the operation is left EXECUTING in the database.
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    let server = LocalServer::start(LocalConfig::default().with_data_dir(dir.path())).await.unwrap();
+    let api = Api::new(&server);
+    let v = api.get_json(&format!("/operations/{op}")).await;
+    assert_eq!(v["status"], "FAILED");
+    assert_eq!(v["error"], "server restarted");
+    let evs = api.events(&op, "follow=1").await;
+    assert_eq!(evs.last().unwrap()["data"]["status"], "FAILED");
+    assert!(!dir.path().join("runs").join(&op).exists(), "the crashed run's scratch dir is cleaned up");
+    server.shutdown().await;
+}
