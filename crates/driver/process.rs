@@ -376,7 +376,12 @@ impl Process {
         repr.close = Some(close);
         let http = self.client.http();
         let call = http.call(Method::POST, &["operations", &self.op_id, "subprocesses", "1", "stdin"]).json(&repr)?;
-        http.unit(&call).await.map_err(|e| e.with_operation(&self.op_id))
+        match http.unit(&call).await {
+            Ok(()) => Ok(()),
+            // Closing the stdin of a process that already ended (or already saw EOF) is moot.
+            Err(e) if close && data.is_empty() && (e.is_gone() || e.is_conflict()) => Ok(()),
+            Err(e) => Err(e.with_operation(&self.op_id)),
+        }
     }
 
     /// Kills the process with SIGKILL; see [`Process::signal`].

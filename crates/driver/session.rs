@@ -26,7 +26,8 @@ impl Session {
         &self.current
     }
 
-    /// Every image the session has been on, oldest first (the starting image included).
+    /// Every image the session has been on, oldest first (the starting image included; a run
+    /// that changed nothing adds no entry).
     pub fn history(&self) -> &[Image] {
         &self.history
     }
@@ -69,8 +70,11 @@ impl Session {
 
     fn advance(&mut self, result: Image, disposable: bool) {
         if !disposable && result.uuid.is_some() {
+            // A run that changed nothing yields the same image: not a new step in history.
+            if result.uuid != self.current.uuid {
+                self.history.push(result.clone());
+            }
             self.current = result.clone();
-            self.history.push(result.clone());
         }
         self.last_run = Some(result);
     }

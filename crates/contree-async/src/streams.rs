@@ -20,9 +20,10 @@ impl ListImages {
     /// }
     /// # Ok(()) }
     /// ```
-    pub fn stream(self) -> impl Stream<Item = Result<Image>> + Send + 'static {
+    pub fn stream(self) -> impl Stream<Item = Result<Image>> + Send + Unpin + 'static {
         let state = (self.pager().map_err(Some), VecDeque::new());
-        stream::unfold(state, |(mut pager, mut buffered)| async move {
+        // Boxed so the stream is `Unpin`: `try_next()` works without pinning it first.
+        Box::pin(stream::unfold(state, |(mut pager, mut buffered)| async move {
             loop {
                 if let Some(image) = buffered.pop_front() {
                     return Some((Ok(image), (pager, buffered)));
@@ -36,22 +37,22 @@ impl ListImages {
                     },
                 }
             }
-        })
+        }))
     }
 }
 
 impl crate::driver::run::PreparedRun<crate::driver::run::Detached> {
     /// The run's events as a `Stream`: stdout and stderr chunks as they arrive, the exit, then
     /// `Finished` with the result image. The run starts when the stream is first polled.
-    pub fn stream(&self) -> impl Stream<Item = Result<crate::driver::process::RunEvent>> + Send + 'static {
-        stream::unfold(Some(self.events()), |state| async move {
+    pub fn stream(&self) -> impl Stream<Item = Result<crate::driver::process::RunEvent>> + Send + Unpin + 'static {
+        Box::pin(stream::unfold(Some(self.events()), |state| async move {
             let mut events = state?;
             match events.next_event().await {
                 Ok(Some(e)) => Some((Ok(e), Some(events))),
                 Ok(None) => None,
                 Err(e) => Some((Err(e), None)),
             }
-        })
+        }))
     }
 }
 

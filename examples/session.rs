@@ -1,0 +1,34 @@
+//! Sessions: a cursor that follows each run's result, like a shell that remembers its files.
+//!
+//! `cargo run --example session`
+
+mod common;
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let conn = common::connect().await?;
+    let mut session = conn.base.session();
+
+    // Session runs keep their filesystem by default: each one starts where the last ended.
+    session.shell("mkdir -p /app && echo 'print(1)' > /app/main.py").await?;
+    session.shell("echo 'print(2)' >> /app/main.py").await?;
+    let listing = session.run("cat").arg("/app/main.py").await?;
+    print!("main.py:\n{}", listing.stdout_text()?);
+
+    // A disposable run sees the state but does not move the session.
+    let scratch = session.shell("rm -rf /app && ls /").disposable(true).await?;
+    println!("disposable run saw / without /app: {}", !scratch.stdout_text()?.contains("app"));
+    println!("/app still there: {}", session.image().read("/app/main.py").await.is_ok());
+
+    // A failing operation leaves the session on its last good image.
+    let before = session.image().uuid();
+    let failed = session.run("/no/such/program").await;
+    println!("missing program -> {}", if failed.is_err() { "error" } else { "ran" });
+    assert_eq!(session.image().uuid(), before);
+
+    println!("history:");
+    for (i, image) in session.history().iter().enumerate() {
+        println!("  {i}: {}", image.uuid().map(|u| u.to_string()).unwrap_or_else(|| format!("tag {:?}", image.tag())));
+    }
+    Ok(())
+}

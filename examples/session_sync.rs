@@ -1,0 +1,30 @@
+//! Sessions, blocking flavor.
+//!
+//! `cargo run --example session_sync --features blocking`
+
+mod common;
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let conn = common::connect_sync()?;
+    let mut session = conn.base.session();
+
+    session.shell("mkdir -p /app && echo 'print(1)' > /app/main.py").wait()?;
+    session.shell("echo 'print(2)' >> /app/main.py").wait()?;
+    let listing = session.run("cat").arg("/app/main.py").wait()?;
+    print!("main.py:\n{}", listing.stdout_text()?);
+
+    let scratch = session.shell("rm -rf /app && ls /").disposable(true).wait()?;
+    println!("disposable run saw / without /app: {}", !scratch.stdout_text()?.contains("app"));
+    println!("/app still there: {}", session.image().read("/app/main.py").is_ok());
+
+    let before = session.image().uuid();
+    let failed = session.run("/no/such/program").wait();
+    println!("missing program -> {}", if failed.is_err() { "error" } else { "ran" });
+    assert_eq!(session.image().uuid(), before);
+
+    println!("history:");
+    for (i, image) in session.history().iter().enumerate() {
+        println!("  {i}: {}", image.uuid().map(|u| u.to_string()).unwrap_or_else(|| format!("tag {:?}", image.tag())));
+    }
+    Ok(())
+}

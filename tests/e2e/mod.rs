@@ -1,0 +1,262 @@
+//! End-to-end scenarios against a real Contree backend: the embedded `contree-local` server
+//! (sandboxed runs on overlayfs and namespaces). Written once, run in both SDK flavors.
+//!
+//! Each scenario gets `crate::flavor::backend()`: a client plus the built-in base image.
+
+use std::time::Duration;
+
+use crate::flavor::{Client, Image, Output, Stdin};
+
+use contree::ExitStatus;
+
+/// The list of scenarios, kept in one place for both flavors.
+#[macro_export]
+macro_rules! e2e_scenarios {
+    ($m:ident) => {
+        $m!(
+            echo_captures_stdout_and_exit_code,
+            nonzero_exit_is_a_result_and_check_makes_it_an_error,
+            stdin_env_cwd_and_hostname_reach_the_command,
+            files_are_placed_with_their_mode,
+            branches_from_one_image_stay_isolated,
+            rerunning_a_noop_keeps_the_image_uuid,
+            session_chains_runs_and_keeps_state,
+            output_is_truncated_at_the_cap,
+            timeout_kills_the_command,
+            popen_streams_output_and_takes_stdin,
+            popen_kill_ends_the_process,
+            inspect_lists_reads_and_downloads,
+            path_escapes_read_nothing,
+            tags_move_between_images
+        );
+    };
+}
+
+fn base() -> (Client, Image) {
+    crate::flavor::backend()
+}
+
+#[crate::maybe]
+pub async fn echo_captures_stdout_and_exit_code() {
+    let (_c, base) = base();
+    let done = base.run("echo").arg("hello sandbox").wait().await.expect("run");
+    assert_eq!(done.stdout_text().unwrap(), "hello sandbox\n");
+    assert_eq!(done.exit_code().unwrap(), 0);
+    assert!(done.exit_status().unwrap().success());
+    assert!(done.uuid().is_none(), "image runs are disposable by default");
+    // The source image is untouched by the run.
+    assert!(base.output().is_err());
+}
+
+#[crate::maybe]
+pub async fn nonzero_exit_is_a_result_and_check_makes_it_an_error() {
+    let (_c, base) = base();
+    let done = base.shell("echo oops >&2; exit 3").wait().await.expect("run");
+    assert_eq!(done.exit_code().unwrap(), 3);
+    assert_eq!(done.stderr_text().unwrap(), "oops\n");
+    let err = done.check().unwrap_err();
+    assert!(err.is_process_failed(), "{err}");
+    assert_eq!(err.exit_code(), Some(3));
+    assert_eq!(err.process_failure().unwrap().stderr, b"oops\n");
+}
+
+#[crate::maybe]
+pub async fn stdin_env_cwd_and_hostname_reach_the_command() {
+    let (_c, base) = base();
+    let done = base
+        .shell("cat; echo \"$GREETING\"; pwd; hostname")
+        .stdin("from stdin\n")
+        .env("GREETING", "hi there")
+        .cwd("/tmp/work")
+        .hostname("branch-a")
+        .wait()
+        .await
+        .expect("run");
+    assert_eq!(done.stdout_text().unwrap(), "from stdin\nhi there\n/tmp/work\nbranch-a\n");
+    let binary: Vec<u8> = (0u8..=255).collect();
+    let done = base.run("cat").stdin(binary.clone()).wait().await.expect("binary stdin");
+    assert_eq!(done.stdout().unwrap(), &binary[..]);
+}
+
+#[crate::maybe]
+pub async fn files_are_placed_with_their_mode() {
+    let (_c, base) = base();
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("hello.sh");
+    std::fs::write(&script, "#!/bin/sh\necho script ran\n").unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let done = base
+        .shell("/opt/hello.sh; stat -c '%a %u' /opt/hello.sh /data.bin; cat /data.bin")
+        .file("/opt/hello.sh", script.as_path())
+        .file_spec(crate::flavor::UploadFileSpec::new("/data.bin", b"payload".to_vec()).mode(0o600).owner(7, 7))
+        .wait()
+        .await
+        .expect("run");
+    assert_eq!(done.stdout_text().unwrap(), "script ran\n755 0\n600 7\npayload");
+}
+
+#[crate::maybe]
+pub async fn branches_from_one_image_stay_isolated() {
+    let (_c, base) = base();
+    let root = base.shell("echo root > /state").disposable(false).wait().await.expect("root");
+    let root_uuid = root.uuid().expect("non-disposable run has an image");
+    let a = root.shell("echo a >> /state").disposable(false).wait().await.expect("a");
+    let b = root.shell("echo b >> /state").disposable(false).wait().await.expect("b");
+    assert_ne!(a.uuid(), b.uuid());
+    assert_ne!(a.uuid(), Some(root_uuid));
+    let (in_a, in_b, in_root) =
+        (a.read("/state").await.unwrap(), b.read("/state").await.unwrap(), root.read("/state").await.unwrap());
+    assert_eq!(&in_a[..], b"root\na\n");
+    assert_eq!(&in_b[..], b"root\nb\n");
+    assert_eq!(&in_root[..], b"root\n");
+}
+
+#[crate::maybe]
+pub async fn rerunning_a_noop_keeps_the_image_uuid() {
+    let (_c, base) = base();
+    let start = base.shell("echo x > /f").disposable(false).wait().await.expect("start");
+    let again = start.run("cat").arg("/f").disposable(false).wait().await.expect("noop");
+    assert_eq!(again.uuid(), start.uuid(), "an unchanged filesystem keeps the source uuid");
+    assert_eq!(again.stdout_text().unwrap(), "x\n");
+}
+
+#[crate::maybe]
+pub async fn session_chains_runs_and_keeps_state() {
+    let (_c, base) = base();
+    let mut session = base.session();
+    session.shell("echo one > /log").wait().await.expect("1");
+    session.shell("echo two >> /log").wait().await.expect("2");
+    // A disposable run sees the state but leaves the session where it was.
+    let peek = session.shell("echo three >> /log; cat /log").disposable(true).wait().await.expect("3");
+    assert_eq!(peek.stdout_text().unwrap(), "one\ntwo\nthree\n");
+    let last = session.run("cat").arg("/log").wait().await.expect("4");
+    assert_eq!(last.stdout_text().unwrap(), "one\ntwo\n");
+    // A failing operation (bad cwd is fine; use a missing program) leaves the session usable.
+    let before = session.image().uuid();
+    let _ = session.run("/definitely/not/here").wait().await;
+    assert_eq!(session.image().uuid(), before);
+    assert_eq!(session.history().len(), 3, "start + two state-changing runs");
+}
+
+#[crate::maybe]
+pub async fn output_is_truncated_at_the_cap() {
+    let (_c, base) = base();
+    let done = base.shell("head -c 5000 /dev/zero | tr '\\0' a").truncate_output_at(100).wait().await.expect("run");
+    assert_eq!(done.stdout().unwrap().len(), 100);
+    assert!(done.truncated().unwrap());
+}
+
+#[crate::maybe]
+pub async fn timeout_kills_the_command() {
+    let (_c, base) = base();
+    let started = std::time::Instant::now();
+    let done = base.shell("sleep 30; echo never").timeout(Duration::from_secs(1)).wait().await.expect("run");
+    let status: ExitStatus = done.exit_status().unwrap();
+    assert!(status.timed_out, "{status:?}");
+    assert!(!status.success());
+    assert!(!done.stdout_text().unwrap().contains("never"));
+    assert!(started.elapsed() < Duration::from_secs(20));
+}
+
+#[crate::maybe]
+pub async fn popen_streams_output_and_takes_stdin() {
+    let (_c, base) = base();
+    let mut proc = base.run("sh").arg("-c").arg("echo ready; read line; echo got:$line").stdin(Stdin::piped()).spawn().await.expect("spawn");
+    let mut out = proc.stdout().expect("stdout reader");
+    let first = out.chunk().await.expect("first chunk");
+    assert_eq!(first, &b"ready\n"[..]);
+    proc.write_stdin(&b"ping\n"[..]).await.expect("write stdin");
+    proc.close_stdin().await.expect("close stdin");
+    let status = proc.wait().await.expect("wait");
+    assert!(status.success(), "{status:?}");
+    let mut rest = Vec::new();
+    while let Some(chunk) = out.chunk().await {
+        rest.extend_from_slice(&chunk);
+    }
+    assert_eq!(rest, b"got:ping\n");
+}
+
+#[crate::maybe]
+pub async fn popen_kill_ends_the_process() {
+    let (_c, base) = base();
+    let mut proc = base.popen_shell("echo started; sleep 60").await.expect("spawn");
+    let mut out = proc.stdout().expect("stdout reader");
+    let first = out.chunk().await.expect("started");
+    assert_eq!(first, &b"started\n"[..]);
+    assert!(proc.try_wait().expect("try_wait").is_none());
+    proc.kill().await.expect("kill");
+    let status = proc.wait().await.expect("wait");
+    assert_eq!(status.signal, Some(9), "{status:?}");
+}
+
+#[crate::maybe]
+pub async fn inspect_lists_reads_and_downloads() {
+    let (_c, base) = base();
+    let img = base.shell("mkdir -p /srv/d && printf 'abc' > /srv/d/f.txt").disposable(false).wait().await.expect("run");
+    let names: Vec<String> = img.ls("/srv/d").await.expect("ls").into_iter().map(|f| f.path).collect();
+    assert_eq!(names, vec!["f.txt".to_string()]);
+    let content = img.read("/srv/d/f.txt").await.unwrap();
+    assert_eq!(&content[..], b"abc");
+    let dir = tempfile::tempdir().unwrap();
+    let local = img.download("/srv/d/f.txt", dir.path().join("f.txt")).await.expect("download");
+    assert_eq!(std::fs::read(local).unwrap(), b"abc");
+    let missing = img.read("/srv/d/missing").await.unwrap_err();
+    assert!(missing.is_not_found(), "{missing}");
+    let out = dir.path().join("d.tar");
+    img.archive("/srv/d").await.expect("archive").save(&out).await.expect("save");
+    let tar = std::fs::read(&out).unwrap();
+    assert!(tar.windows(5).any(|w| w == b"f.txt"), "archive names the file");
+}
+
+#[crate::maybe]
+pub async fn path_escapes_read_nothing() {
+    let (_c, base) = base();
+    let secret = format!("host-secret-{}", uuid::Uuid::new_v4());
+    let marker_dir = tempfile::tempdir().unwrap();
+    let marker = marker_dir.path().join("marker");
+    std::fs::write(&marker, &secret).unwrap();
+    let marker = marker.to_str().unwrap().to_string();
+    let img = base
+        .shell(format!("ln -s / /rootlink; ln -s ../../../../../../{m} /up; ln -s {m} /abs", m = marker.trim_start_matches('/')))
+        .disposable(false)
+        .wait()
+        .await
+        .expect("make links");
+    let attempts = [
+        format!("/../../../../../..{marker}"),
+        format!("/rootlink/../..{marker}"),
+        "/up".to_string(),
+        "/abs".to_string(),
+        format!("/rootlink{marker}"),
+    ];
+    for path in attempts {
+        match img.read(&path).await {
+            Ok(bytes) => assert!(!String::from_utf8_lossy(&bytes).contains(&secret), "{path} leaked the host file"),
+            Err(e) => assert!(e.status().is_some_and(|s| (400..500).contains(&s)), "{path}: {e}"),
+        }
+    }
+    // The sandbox itself cannot see the host file either.
+    let done = img.shell(format!("cat {marker} 2>/dev/null || echo absent")).wait().await.expect("run");
+    assert_eq!(done.stdout_text().unwrap(), "absent\n");
+}
+
+#[crate::maybe]
+pub async fn tags_move_between_images() {
+    let (client, base) = base();
+    let tag = format!("e2e/tag-{}:v1", uuid::Uuid::new_v4().simple());
+    let a = base.shell("echo a > /who").disposable(false).tag(&tag).wait().await.expect("a");
+    assert_eq!(a.tag(), Some(tag.as_str()));
+    let found = client.images().get_by_tag(&tag).await.expect("lookup");
+    assert_eq!(found.uuid(), a.uuid());
+    let b = base.shell("echo b > /who").disposable(false).wait().await.expect("b");
+    let b = b.tag_as(&tag).await.expect("tag b");
+    let found = client.images().get_by_tag(&tag).await.expect("lookup");
+    assert_eq!(found.uuid(), b.uuid(), "assigning a tag moves it");
+    let by_tag = client.images().use_image(tag.as_str()).expect("use");
+    let done = by_tag.run("cat").arg("/who").wait().await.expect("run by tag");
+    assert_eq!(done.stdout_text().unwrap(), "b\n");
+    let _ = Output::Bytes;
+}

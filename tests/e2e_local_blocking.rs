@@ -1,0 +1,35 @@
+//! End-to-end suite, blocking flavor, against an embedded contree-local server.
+#![cfg(feature = "blocking")]
+
+pub(crate) use maybe_async::must_be_sync as maybe;
+
+#[path = "support/local.rs"]
+mod support;
+
+mod flavor {
+    pub use contree::blocking::{ContreeImageSync as Image, ContreeSync as Client, Output, Stdin, UploadFileSpec};
+
+    /// A client for the shared embedded server, and its built-in base image.
+    pub fn backend() -> (Client, Image) {
+        let server = crate::support::local_server();
+        let client = Client::builder().base_url(server.base_url()).token(server.token()).build().expect("client");
+        let base = client.images().use_image(contree_local::BASE_IMAGE_TAG).expect("base image");
+        (client, base)
+    }
+}
+
+#[path = "e2e/mod.rs"]
+mod scenarios;
+
+macro_rules! blocking_tests {
+    ($($name:ident),* $(,)?) => {
+        $(
+            #[test]
+            fn $name() {
+                scenarios::$name()
+            }
+        )*
+    };
+}
+
+e2e_scenarios!(blocking_tests);
