@@ -12,14 +12,19 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Each branch tries a different "strategy"; all start from the same image.
     let strategies = [3, 14, 7, 11, 5];
     let branches = strategies.iter().map(|n| {
-        root.shell(format!("echo $(( $(cat /score) + {n} * 3 % 17 )) > /score; cat /score")).disposable(false).into_future()
+        root.shell(format!("echo $(( $(cat /score) + {n} * 3 % 17 )) > /score; cat /score"))
+            .disposable(false)
+            .into_future()
     });
     let results = futures_util::future::try_join_all(branches).await?;
 
     let mut best = None;
     for (n, result) in strategies.iter().zip(&results) {
         let score: i64 = result.stdout_text()?.trim().parse()?;
-        println!("strategy {n:>2}: score {score:>2} image {}", result.uuid().map(|u| u.to_string()).unwrap_or_default());
+        println!(
+            "strategy {n:>2}: score {score:>2} image {}",
+            result.uuid().map(|u| u.to_string()).unwrap_or_default()
+        );
         if best.as_ref().is_none_or(|(s, _)| score > *s) {
             best = Some((score, result.clone()));
         }

@@ -13,7 +13,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let handles: Vec<_> = strategies
             .iter()
             .map(|n| {
-                let run = root.shell(format!("echo $(( $(cat /score) + {n} * 3 % 17 )) > /score; cat /score")).disposable(false);
+                let run = root
+                    .shell(format!("echo $(( $(cat /score) + {n} * 3 % 17 )) > /score; cat /score"))
+                    .disposable(false);
                 s.spawn(move || run.wait())
             })
             .collect();

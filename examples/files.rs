@@ -19,7 +19,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Uploads are content-addressed: the second upload of the same bytes sends nothing.
     let first = conn.client.files().upload(script.as_path()).await?;
     let again = conn.client.files().upload(script.as_path()).await?;
-    println!("uploaded {} ({} bytes); same file again -> same uuid: {}", first.sha256, first.size, first.uuid == again.uuid);
+    println!(
+        "uploaded {} ({} bytes); same file again -> same uuid: {}",
+        first.sha256,
+        first.size,
+        first.uuid == again.uuid
+    );
 
     // Files in a run: the executable bit of a local file is kept.
     let out = conn
@@ -33,7 +38,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // Bake files into a new image, then build on it.
     let baked = conn.base.apply_files([("/opt/data.csv", b"a,b\n1,2\n".to_vec())]).await?;
-    let summed = baked.shell("tail -n +2 /opt/data.csv | awk -F, '{print $1+$2}' > /opt/sum.txt").disposable(false).await?;
+    let summed =
+        baked.shell("tail -n +2 /opt/data.csv | awk -F, '{print $1+$2}' > /opt/sum.txt").disposable(false).await?;
 
     // Download a result, atomically.
     let local = summed.download("/opt/sum.txt", dir.path().join("sum.txt")).await?;

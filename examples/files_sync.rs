@@ -16,7 +16,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let first = conn.client.files().upload(script.as_path())?;
     let again = conn.client.files().upload(script.as_path())?;
-    println!("uploaded {} ({} bytes); same file again -> same uuid: {}", first.sha256, first.size, first.uuid == again.uuid);
+    println!(
+        "uploaded {} ({} bytes); same file again -> same uuid: {}",
+        first.sha256,
+        first.size,
+        first.uuid == again.uuid
+    );
 
     let out = conn
         .base
@@ -28,7 +33,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     print!("{}", out.stdout_text()?);
 
     let baked = conn.base.apply_files([("/opt/data.csv", b"a,b\n1,2\n".to_vec())])?;
-    let summed = baked.shell("tail -n +2 /opt/data.csv | awk -F, '{print $1+$2}' > /opt/sum.txt").disposable(false).wait()?;
+    let summed =
+        baked.shell("tail -n +2 /opt/data.csv | awk -F, '{print $1+$2}' > /opt/sum.txt").disposable(false).wait()?;
     let local = summed.download("/opt/sum.txt", dir.path().join("sum.txt"))?;
     println!("downloaded {} -> {}", local.display(), std::fs::read_to_string(&local)?.trim());
     Ok(())

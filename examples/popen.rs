@@ -20,7 +20,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("exit: {}", proc.wait().await?);
 
     // An interactive process: write to its stdin while it runs.
-    let mut calc = conn.base.run("sh").arg("-c").arg("while read x; do echo $((x * x)); done").stdin(Stdin::piped()).spawn().await?;
+    let mut calc = conn
+        .base
+        .run("sh")
+        .arg("-c")
+        .arg("while read x; do echo $((x * x)); done")
+        .stdin(Stdin::piped())
+        .spawn()
+        .await?;
     for n in [3, 4, 5] {
         calc.write_stdin(format!("{n}\n")).await?;
     }

@@ -17,7 +17,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     println!("exit: {}", proc.wait()?);
 
-    let mut calc = conn.base.run("sh").arg("-c").arg("while read x; do echo $((x * x)); done").stdin(Stdin::piped()).spawn()?;
+    let mut calc =
+        conn.base.run("sh").arg("-c").arg("while read x; do echo $((x * x)); done").stdin(Stdin::piped()).spawn()?;
     for n in [3, 4, 5] {
         calc.write_stdin(format!("{n}\n"))?;
     }

@@ -7,7 +7,9 @@ mod common;
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let common::Connection { client: _client, base, .. } = common::connect().await?;
+    // Keep the connection alive: it owns the embedded server when there is one.
+    let conn = common::connect().await?;
+    let base = &conn.base;
 
     // 1. A one-off command. Image runs are disposable by default: output, no new image.
     let hello = base.run("echo").arg("hello from a sandbox").await?;
@@ -24,7 +26,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     )?;
     for (name, branch) in [("a", &a), ("b", &b), ("original", &project)] {
         let version = branch.read("/project/VERSION").await?;
-        print!("3. branch {name:<8} {} VERSION={}", branch.uuid().map(|u| u.to_string()).unwrap_or_default(), String::from_utf8_lossy(&version));
+        print!(
+            "3. branch {name:<8} {} VERSION={}",
+            branch.uuid().map(|u| u.to_string()).unwrap_or_default(),
+            String::from_utf8_lossy(&version)
+        );
     }
 
     // 4. Non-zero exits are results, not errors; check() turns them into errors.

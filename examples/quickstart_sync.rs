@@ -5,7 +5,9 @@
 mod common;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let common::ConnectionSync { base, .. } = common::connect_sync()?;
+    // Keep the connection alive: it owns the embedded server when there is one.
+    let conn = common::connect_sync()?;
+    let base = &conn.base;
 
     let hello = base.run("echo").arg("hello from a sandbox").wait()?;
     print!("1. {}", hello.stdout_text()?);

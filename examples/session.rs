@@ -20,10 +20,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("disposable run saw / without /app: {}", !scratch.stdout_text()?.contains("app"));
     println!("/app still there: {}", session.image().read("/app/main.py").await.is_ok());
 
-    // A failing operation leaves the session on its last good image.
+    // A command that fails is a result (exit 127 here); the session stays on its image.
     let before = session.image().uuid();
     let failed = session.run("/no/such/program").await;
-    println!("missing program -> {}", if failed.is_err() { "error" } else { "ran" });
+    match &failed {
+        Ok(done) => println!("missing program -> exit code {}", done.exit_code()?),
+        Err(e) => println!("missing program -> error: {e}"),
+    }
     assert_eq!(session.image().uuid(), before);
 
     println!("history:");

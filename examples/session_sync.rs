@@ -19,7 +19,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let before = session.image().uuid();
     let failed = session.run("/no/such/program").wait();
-    println!("missing program -> {}", if failed.is_err() { "error" } else { "ran" });
+    match &failed {
+        Ok(done) => println!("missing program -> exit code {}", done.exit_code()?),
+        Err(e) => println!("missing program -> error: {e}"),
+    }
     assert_eq!(session.image().uuid(), before);
 
     println!("history:");

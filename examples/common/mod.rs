@@ -30,7 +30,7 @@ pub async fn connect() -> Result<Connection, Box<dyn std::error::Error>> {
         return Ok(Connection { client, base, _server: None });
     }
     let server = contree_local::LocalServer::start(contree_local::LocalConfig::default()).await?;
-    no_credentials_line(&server.base_url());
+    no_credentials_line(server.base_url());
     let client = contree::Contree::builder().base_url(server.base_url()).token(server.token()).build()?;
     let base = client.images().use_image(contree_local::BASE_IMAGE_TAG)?;
     Ok(Connection { client, base, _server: Some(server) })
@@ -55,7 +55,7 @@ pub fn connect_sync() -> Result<ConnectionSync, Box<dyn std::error::Error>> {
         return Ok(ConnectionSync { client, base, _server: None });
     }
     let server = contree_local::LocalServer::start_blocking(contree_local::LocalConfig::default())?;
-    no_credentials_line(&server.base_url());
+    no_credentials_line(server.base_url());
     let client = ContreeSync::builder().base_url(server.base_url()).token(server.token()).build()?;
     let base = client.images().use_image(contree_local::BASE_IMAGE_TAG)?;
     Ok(ConnectionSync { client, base, _server: Some(server) })

@@ -164,7 +164,14 @@ pub async fn timeout_kills_the_command() {
 #[crate::maybe]
 pub async fn popen_streams_output_and_takes_stdin() {
     let (_c, base) = base();
-    let mut proc = base.run("sh").arg("-c").arg("echo ready; read line; echo got:$line").stdin(Stdin::piped()).spawn().await.expect("spawn");
+    let mut proc = base
+        .run("sh")
+        .arg("-c")
+        .arg("echo ready; read line; echo got:$line")
+        .stdin(Stdin::piped())
+        .spawn()
+        .await
+        .expect("spawn");
     let mut out = proc.stdout().expect("stdout reader");
     let first = out.chunk().await.expect("first chunk");
     assert_eq!(first, &b"ready\n"[..]);
@@ -220,7 +227,10 @@ pub async fn path_escapes_read_nothing() {
     std::fs::write(&marker, &secret).unwrap();
     let marker = marker.to_str().unwrap().to_string();
     let img = base
-        .shell(format!("ln -s / /rootlink; ln -s ../../../../../../{m} /up; ln -s {m} /abs", m = marker.trim_start_matches('/')))
+        .shell(format!(
+            "ln -s / /rootlink; ln -s ../../../../../../{m} /up; ln -s {m} /abs",
+            m = marker.trim_start_matches('/')
+        ))
         .disposable(false)
         .wait()
         .await
