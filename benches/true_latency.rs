@@ -30,14 +30,26 @@ fn env_count(name: &str, default: usize) -> usize {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let server = contree_local::LocalServer::start(contree_local::LocalConfig::default().with_max_concurrent_runs(100)).await?;
+    let server =
+        contree_local::LocalServer::start(contree_local::LocalConfig::default().with_max_concurrent_runs(100)).await?;
     let client = contree::Contree::builder().base_url(server.base_url()).token(server.token()).build()?;
     let base = client.images().use_image(contree_local::BASE_IMAGE_TAG)?;
     let run = base.run("true");
 
     // Warm up: page cache, connection pool, first overlay mounts.
     for _ in 0..20 {
-        run.wait().await?;
+        if let Err(e) = run.wait().await {
+            let op = e.operation_id().unwrap_or_default().to_string();
+            let body = reqwest::Client::new()
+                .get(format!("{}/v1/operations/{op}", server.base_url()))
+                .bearer_auth(server.token())
+                .send()
+                .await?
+                .text()
+                .await?;
+            eprintln!("{body}");
+            return Err(e.into());
+        }
     }
 
     let sequential = env_count("BENCH_SEQUENTIAL", 300);
@@ -45,7 +57,21 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let wall = Instant::now();
     for _ in 0..sequential {
         let t = Instant::now();
-        let done = run.wait().await?;
+        let done = match run.wait().await {
+            Ok(d) => d,
+            Err(e) => {
+                let op = e.operation_id().unwrap_or_default().to_string();
+                let body = reqwest::Client::new()
+                    .get(format!("{}/v1/operations/{op}", server.base_url()))
+                    .bearer_auth(server.token())
+                    .send()
+                    .await?
+                    .text()
+                    .await?;
+                eprintln!("after {} runs: {body}", lat.len());
+                return Err(e.into());
+            }
+        };
         assert_eq!(done.exit_code()?, 0);
         lat.push(t.elapsed());
     }

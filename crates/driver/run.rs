@@ -794,7 +794,17 @@ pub(crate) async fn finish(
 ) -> Result<Image> {
     let op = match polled {
         Some(op) => op,
-        None => super::operation::get(&image.client, op_id, false).await?.0,
+        None => {
+            let (op, _) = super::operation::get(&image.client, op_id, false).await?;
+            if op.status.is_terminal() {
+                op
+            } else {
+                // The event log can run ahead of the status record (the completion event is
+                // out before the record is written): poll until the record catches up.
+                let bound = image.client.config().operation_poll_max.max(Duration::from_secs(60));
+                super::operation::wait(&image.client, op_id, bound).await?
+            }
+        }
     };
     let op = super::operation::finished(op_id, op)?;
     let mut output = RunOutput::from_operation(&op, spec.command_line())?;
