@@ -24,6 +24,20 @@ fn report(label: &str, mut lat: Vec<Duration>, wall: Duration) {
     );
 }
 
+/// The server's record of the operation a failed run belongs to, to tell why it failed.
+async fn operation_record(server: &contree_local::LocalServer, e: &contree::Error) -> String {
+    let op = e.operation_id().unwrap_or_default();
+    let resp = reqwest::Client::new()
+        .get(format!("{}/v1/operations/{op}", server.base_url()))
+        .bearer_auth(server.token())
+        .send()
+        .await;
+    match resp {
+        Ok(r) => r.text().await.unwrap_or_else(|e| e.to_string()),
+        Err(e) => e.to_string(),
+    }
+}
+
 fn env_count(name: &str, default: usize) -> usize {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
@@ -39,15 +53,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Warm up: page cache, connection pool, first overlay mounts.
     for _ in 0..20 {
         if let Err(e) = run.wait().await {
-            let op = e.operation_id().unwrap_or_default().to_string();
-            let body = reqwest::Client::new()
-                .get(format!("{}/v1/operations/{op}", server.base_url()))
-                .bearer_auth(server.token())
-                .send()
-                .await?
-                .text()
-                .await?;
-            eprintln!("{body}");
+            eprintln!("warm-up failed: {}", operation_record(&server, &e).await);
             return Err(e.into());
         }
     }
@@ -60,15 +66,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let done = match run.wait().await {
             Ok(d) => d,
             Err(e) => {
-                let op = e.operation_id().unwrap_or_default().to_string();
-                let body = reqwest::Client::new()
-                    .get(format!("{}/v1/operations/{op}", server.base_url()))
-                    .bearer_auth(server.token())
-                    .send()
-                    .await?
-                    .text()
-                    .await?;
-                eprintln!("after {} runs: {body}", lat.len());
+                eprintln!("after {} runs: {}", lat.len(), operation_record(&server, &e).await);
                 return Err(e.into());
             }
         };
