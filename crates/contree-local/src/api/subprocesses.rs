@@ -138,7 +138,11 @@ pub(crate) async fn kill(
             Err(ApiError::new(StatusCode::TOO_EARLY, "the process has not started yet").retry_after(1))
         }
         None if status.is_terminal() => Err(ApiError::conflict("the operation is not a running instance")),
-        None => Err(ApiError::not_found(format!("no live process with spid {spid}"))),
+        None => {
+            // EXECUTING but not yet published: the runner delivers the signal right after.
+            live.lock().pending_signal = Some(signal);
+            Ok(StatusCode::NO_CONTENT)
+        }
     }
 }
 

@@ -41,6 +41,9 @@ pub(crate) struct LiveState {
     pub stdin_open: bool,
     /// Stdin written through the API before the process started, delivered right after.
     pub pending_stdin: Vec<(Vec<u8>, bool)>,
+    /// A signal sent through the API while the process was being started, delivered as soon
+    /// as it is published (the status says EXECUTING a few ms before that).
+    pub pending_signal: Option<i32>,
     /// Set once a stop was requested.
     pub stop: Option<StopReason>,
     /// When the run started executing.
@@ -73,6 +76,7 @@ impl LiveOp {
                 sandbox: None,
                 stdin_open,
                 pending_stdin: Vec::new(),
+                pending_signal: None,
                 stop: None,
                 started: None,
             }),
@@ -98,6 +102,24 @@ impl LiveOp {
 
     pub fn set_status(&self, status: OperationStatus) {
         self.lock().status = status;
+    }
+
+    /// Builds the next event without logging or sending it: the caller persists it first,
+    /// then [`LiveOp::publish`]es it, so followers never see an event the store lacks.
+    pub fn prepare(&self, spid: Option<u32>, payload: &EventPayload) -> OperationEvent {
+        OperationEvent::new(self.lock().next_id, now_ts(), spid, payload)
+    }
+
+    /// Logs and sends an event made by [`LiveOp::prepare`].
+    pub fn publish(&self, mut ev: OperationEvent) -> Arc<OperationEvent> {
+        let mut st = self.lock();
+        // Nothing is pushed after the exit, but keep ids strictly increasing regardless.
+        ev.id = ev.id.max(st.next_id);
+        st.next_id = ev.id + 1;
+        let ev = Arc::new(ev);
+        st.log.push(ev.clone());
+        let _ = self.tx.send(ev.clone());
+        ev
     }
 
     /// Appends an event (ids strictly increasing, starting at 1) and forwards it to followers.

@@ -175,7 +175,7 @@ impl Ops {
         };
         let success = outcome.status == OperationStatus::Success;
         let result_image = if success { outcome.result_image } else { None };
-        live.push(
+        let completion = live.prepare(
             None,
             &EventPayload::Completion(EventDataCompletion {
                 status: outcome.status,
@@ -200,7 +200,9 @@ impl Ops {
         let rows: Vec<EventRow> = live
             .events()
             .iter()
-            .map(|e| EventRow::new(e.id, serde_json::to_value(e.as_ref()).unwrap_or(Value::Null)))
+            .map(|e| e.as_ref())
+            .chain(std::iter::once(&completion))
+            .map(|e| EventRow::new(e.id, serde_json::to_value(e).unwrap_or(Value::Null)))
             .collect();
         let new_image = if success { outcome.new_image.as_ref() } else { None };
         if let Err(e) = self.store.complete_operation(&record, &rows, new_image) {
@@ -212,6 +214,9 @@ impl Ops {
             let _ = self.store.update_operation(&record);
         }
         live.set_status(record.status);
+        // Only now that the store has the final record may followers see the completion:
+        // a client reading the operation right after it gets the terminal status.
+        live.publish(completion);
         self.forget(live);
     }
 

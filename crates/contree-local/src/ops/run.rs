@@ -167,7 +167,7 @@ pub(crate) fn execute(ops: &Ops, live: &Arc<LiveOp>, plan: RunPlan, record: &Ope
         let (pending, stop) = {
             let mut st = live.lock();
             st.sandbox = Some(sb.clone());
-            (std::mem::take(&mut st.pending_stdin), st.stop)
+            (std::mem::take(&mut st.pending_stdin), st.stop.map(|_| libc::SIGKILL).or(st.pending_signal.take()))
         };
         for (bytes, close) in pending {
             stdin_cap.record(live, 1, &bytes);
@@ -175,8 +175,8 @@ pub(crate) fn execute(ops: &Ops, live: &Arc<LiveOp>, plan: RunPlan, record: &Ope
                 break;
             }
         }
-        if stop.is_some() {
-            let _ = sb.kill(libc::SIGKILL);
+        if let Some(signal) = stop {
+            let _ = sb.kill(signal);
         }
     }
 
