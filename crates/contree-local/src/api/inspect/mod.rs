@@ -140,19 +140,23 @@ pub(crate) async fn download(
 
 /// `HEAD /inspect/{uuid}/download?path=…` → 200 / 404 / 422, no body.
 pub(crate) async fn download_head(State(state): State<AppState>, Path(image): Path<String>, q: Query) -> Response {
-    let head = async {
-        let uuid = parse_uuid(&image, "image")?;
-        let path = path_param(&q)?;
-        blocking(move || {
-            let fs = image_fs(&state, uuid)?;
-            regular_file(&fs, &path).map(|n| n.meta.len())
-        })
-        .await
-    };
-    match head.await {
+    match check_path(state, &image, &q, |fs, path| regular_file(fs, path).map(|n| n.meta.len())).await {
         Ok(len) => (StatusCode::OK, [(header::CONTENT_LENGTH, len.to_string())]).into_response(),
         Err(e) => e.status().into_response(),
     }
+}
+
+/// Resolves the `path` query of a HEAD request inside the image and applies `check` to it,
+/// off the async threads (the HEAD forms of download and archive differ only in `check`).
+async fn check_path<T: Send + 'static>(
+    state: AppState,
+    image: &str,
+    q: &Query,
+    check: impl FnOnce(&RootFs, &str) -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    let uuid = parse_uuid(image, "image")?;
+    let path = path_param(q)?;
+    blocking(move || check(&image_fs(&state, uuid)?, &path)).await
 }
 
 /// Resolves `path` to a file or directory to archive (404 missing, 422 anything else).
@@ -223,16 +227,7 @@ pub(crate) async fn archive(
 
 /// `HEAD /inspect/{uuid}/archive?path=…` → 200 / 404 / 422, no body.
 pub(crate) async fn archive_head(State(state): State<AppState>, Path(image): Path<String>, q: Query) -> Response {
-    let head = async {
-        let uuid = parse_uuid(&image, "image")?;
-        let path = path_param(&q)?;
-        blocking(move || {
-            let fs = image_fs(&state, uuid)?;
-            archivable(&fs, &path).map(|_| ())
-        })
-        .await
-    };
-    match head.await {
+    match check_path(state, &image, &q, |fs, path| archivable(fs, path).map(|_| ())).await {
         Ok(()) => StatusCode::OK.into_response(),
         Err(e) => e.status().into_response(),
     }
