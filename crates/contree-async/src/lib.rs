@@ -17,7 +17,6 @@
 
 pub(crate) use maybe_async::must_be_async as maybe;
 
-#[path = "../../driver/mod.rs"]
 mod driver;
 mod streams;
 mod transport;

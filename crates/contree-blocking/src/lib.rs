@@ -20,7 +20,6 @@
 
 pub(crate) use maybe_async::must_be_sync as maybe;
 
-#[path = "../../driver/mod.rs"]
 mod driver;
 mod streams;
 mod transport;
