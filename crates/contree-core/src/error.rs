@@ -441,8 +441,27 @@ impl fmt::Debug for Error {
 }
 
 impl fmt::Display for Error {
+    /// One line: what failed, against which request, and why. A transport failure reads
+    /// `cannot connect to http://127.0.0.1:8080/v1/instances: connection refused`: the cause
+    /// is the lowest error of the source chain (the wrappers above it repeat the URL).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let c = &self.inner.context;
+        if let (ErrorKind::Transport | ErrorKind::Timeout, Some(method), Some(url)) =
+            (self.inner.kind, &c.method, &c.url)
+        {
+            match (self.inner.kind, c.maybe_sent) {
+                (ErrorKind::Timeout, _) => write!(f, "{method} {url} timed out")?,
+                (_, Some(false)) => write!(f, "cannot connect to {url}")?,
+                _ => write!(f, "connection lost during {method} {url}")?,
+            }
+            if let Some(cause) = self.root_cause() {
+                write!(f, ": {cause}")?;
+            }
+            if let Some(op) = &c.operation_id {
+                write!(f, " [operation {op}]")?;
+            }
+            return Ok(());
+        }
         match c.status {
             Some(status) => write!(f, "HTTP {status}: {}", self.inner.message)?,
             None => f.write_str(&self.inner.message)?,
@@ -453,10 +472,47 @@ impl fmt::Display for Error {
         if let Some(op) = &c.operation_id {
             write!(f, " [operation {op}]")?;
         }
-        if let Some(src) = &self.inner.source {
-            write!(f, ": {src}")?;
+        match (self.inner.kind, self.root_cause()) {
+            (ErrorKind::Transport | ErrorKind::Timeout, Some(cause)) => write!(f, ": {cause}")?,
+            (_, _) => {
+                if let Some(src) = &self.inner.source {
+                    write!(f, ": {}", one_line(&src.to_string()))?;
+                }
+            }
         }
         Ok(())
+    }
+}
+
+impl Error {
+    /// The lowest error of the source chain, said plainly: an I/O error by its kind
+    /// (`connection refused`), anything else by its own one-line Display.
+    fn root_cause(&self) -> Option<String> {
+        let mut err: &(dyn std::error::Error + 'static) = self.inner.source.as_deref()?;
+        while let Some(next) = err.source() {
+            err = next;
+        }
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            let kind = io.kind();
+            // `Other`-like kinds say nothing; the error's own text does.
+            if !matches!(kind, std::io::ErrorKind::Other) && !format!("{kind:?}").starts_with("Uncategorized") {
+                return Some(kind.to_string());
+            }
+        }
+        Some(one_line(&err.to_string()))
+    }
+}
+
+/// Keeps a cause on the error's one line.
+fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+impl From<std::io::Error> for Error {
+    /// A local I/O failure (so `?` works on reads from popen pipes in a function returning
+    /// `contree::Result`).
+    fn from(e: std::io::Error) -> Self {
+        Error::io("I/O error", e)
     }
 }
 
@@ -502,6 +558,59 @@ mod tests {
         assert!(s.contains("HTTP 404"), "{s}");
         assert!(s.contains("GET https://h/v1/inspect/x/"), "{s}");
         assert!(s.contains("op-1"), "{s}");
+    }
+
+    #[derive(Debug)]
+    struct Wrapper(&'static str, Box<dyn std::error::Error + Send + Sync>);
+    impl fmt::Display for Wrapper {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str(self.0)
+        }
+    }
+    impl std::error::Error for Wrapper {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(self.1.as_ref())
+        }
+    }
+
+    /// A chain shaped like reqwest's: a wrapper naming the URL, a client error, the OS error.
+    fn refused_chain() -> Wrapper {
+        let os = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        let tcp = Wrapper("tcp connect error", Box::new(os));
+        Wrapper("error sending request for url (http://127.0.0.1:8080/v1/instances)", Box::new(tcp))
+    }
+
+    #[test]
+    fn transport_display_is_one_line_naming_url_and_cause() {
+        let e = Error::transport(false, refused_chain()).with_request("POST", "http://127.0.0.1:8080/v1/instances");
+        assert_eq!(e.to_string(), "cannot connect to http://127.0.0.1:8080/v1/instances: connection refused");
+
+        let e = Error::transport(true, refused_chain()).with_request("GET", "http://h/v1/operations/x/events");
+        assert_eq!(e.to_string(), "connection lost during GET http://h/v1/operations/x/events: connection refused");
+
+        let timeout = Wrapper("operation timed out", Box::new(std::io::Error::from(std::io::ErrorKind::TimedOut)));
+        let e = Error::timeout(timeout).with_request("GET", "http://h/v1/whoami").with_operation("op-9");
+        assert_eq!(e.to_string(), "GET http://h/v1/whoami timed out: timed out [operation op-9]");
+
+        let dns = Wrapper("dns error", Box::new(std::io::Error::other("failed to lookup address\ninformation")));
+        let e = Error::transport(false, dns).with_request("GET", "http://nowhere.invalid/v1/whoami");
+        assert_eq!(
+            e.to_string(),
+            "cannot connect to http://nowhere.invalid/v1/whoami: failed to lookup address information"
+        );
+        assert!(!e.to_string().contains('\n'));
+        assert!(!e.to_string().contains("Wrapper"), "no Debug output in Display");
+    }
+
+    #[test]
+    fn io_errors_convert_for_question_mark() {
+        fn read() -> Result<()> {
+            Err(std::io::Error::from(std::io::ErrorKind::BrokenPipe))?;
+            Ok(())
+        }
+        let e = read().unwrap_err();
+        assert!(e.is_io());
+        assert_eq!(e.to_string(), "I/O error: broken pipe");
     }
 
     #[test]

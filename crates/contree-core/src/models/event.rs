@@ -93,6 +93,7 @@ impl OperationEvent {
 
 /// The typed `data` of an event, by [`OperationEventType`].
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub enum EventPayload {
     /// `init`.
     Init(EventDataInit),

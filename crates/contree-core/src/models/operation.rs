@@ -32,7 +32,11 @@ use crate::error::Error;
 /// assert!(!OperationStatus::Executing.is_terminal());
 /// assert_eq!(serde_json::to_string(&s).unwrap(), r#""SUCCESS""#);
 /// ```
+///
+/// A status this SDK does not know (from a newer server) parses as [`OperationStatus::Unknown`],
+/// which is neither terminal nor active: waiting on it keeps polling until the deadline.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum OperationStatus {
     /// Queued, not yet picked up by a worker.
     Pending,
@@ -46,6 +50,8 @@ pub enum OperationStatus {
     Failed,
     /// Cancelled.
     Cancelled,
+    /// A status this SDK does not know (sent by a newer server). Serializes as `UNKNOWN`.
+    Unknown,
 }
 
 impl OperationStatus {
@@ -68,6 +74,7 @@ impl OperationStatus {
             OperationStatus::Success => "SUCCESS",
             OperationStatus::Failed => "FAILED",
             OperationStatus::Cancelled => "CANCELLED",
+            OperationStatus::Unknown => "UNKNOWN",
         }
     }
 
@@ -78,7 +85,7 @@ impl OperationStatus {
 
     /// `PENDING`, `ASSIGNED` or `EXECUTING`.
     pub fn is_active(self) -> bool {
-        !self.is_terminal()
+        matches!(self, OperationStatus::Pending | OperationStatus::Assigned | OperationStatus::Executing)
     }
 }
 
@@ -90,7 +97,9 @@ impl fmt::Display for OperationStatus {
 
 impl FromStr for OperationStatus {
     type Err = Error;
-    /// Ignores case; also accepts the American `CANCELED`.
+    /// Ignores case; also accepts the American `CANCELED`. Strict: an unknown status is an
+    /// error here (a filter a server must reject), while a response body parses it as
+    /// [`OperationStatus::Unknown`].
     fn from_str(s: &str) -> Result<Self, Error> {
         let t = s.trim();
         if t.eq_ignore_ascii_case("CANCELED") {
@@ -114,7 +123,7 @@ impl Serialize for OperationStatus {
 impl<'de> Deserialize<'de> for OperationStatus {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let raw = String::deserialize(deserializer)?;
-        raw.parse().map_err(|e: Error| serde::de::Error::custom(e.message()))
+        Ok(raw.parse().unwrap_or(OperationStatus::Unknown))
     }
 }
 
@@ -313,6 +322,7 @@ impl OperationInstanceMetadata {
 /// Serializes as the inner object (no tag).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(untagged)]
+#[non_exhaustive]
 pub enum OperationMetadata {
     /// `kind = instance`.
     Instance(Box<OperationInstanceMetadata>),
@@ -539,7 +549,21 @@ mod tests {
         assert_eq!(terminal, [OperationStatus::Success, OperationStatus::Failed, OperationStatus::Cancelled]);
         assert_eq!("canceled".parse::<OperationStatus>().unwrap(), OperationStatus::Cancelled);
         assert_eq!("DONE".parse::<OperationStatus>().unwrap_err().argument(), Some("status"));
-        assert!(serde_json::from_value::<OperationStatus>(json!("DONE")).is_err());
+        // A newer server's status parses (and is neither terminal nor active); a filter
+        // value (FromStr) stays strict.
+        let unknown: OperationStatus = serde_json::from_value(json!("DONE")).unwrap();
+        assert_eq!(unknown, OperationStatus::Unknown);
+        assert!(!unknown.is_terminal() && !unknown.is_active());
+        assert!(serde_json::from_value::<OperationStatus>(json!(3)).is_err());
+    }
+
+    #[test]
+    fn an_operation_with_an_unknown_status_parses() {
+        let mut body = stub_operation_response();
+        body["status"] = json!("SUSPENDED");
+        let op: OperationResponse = serde_json::from_value(body).unwrap();
+        assert_eq!(op.status, OperationStatus::Unknown);
+        assert_eq!(op.uuid.to_string(), OP);
     }
 
     #[test]
