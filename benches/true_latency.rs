@@ -52,7 +52,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // Warm up: page cache, connection pool, first overlay mounts.
     for _ in 0..20 {
-        if let Err(e) = run.wait().await {
+        if let Err(e) = run.clone().wait().await {
             eprintln!("warm-up failed: {}", operation_record(&server, &e).await);
             return Err(e.into());
         }
@@ -63,7 +63,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let wall = Instant::now();
     for _ in 0..sequential {
         let t = Instant::now();
-        let done = match run.wait().await {
+        // A clone per execution: each execution is a new operation (clones are cheap).
+        let done = match run.clone().wait().await {
             Ok(d) => d,
             Err(e) => {
                 eprintln!("after {} runs: {}", lat.len(), operation_record(&server, &e).await);

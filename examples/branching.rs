@@ -4,8 +4,7 @@
 
 mod common;
 
-#[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let conn = common::connect().await?;
     let root = conn.base.shell("echo 0 > /score").disposable(false).await?;
 
@@ -37,4 +36,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     print!("{}", next.stdout_text()?);
     println!("root is untouched: /score = {}", String::from_utf8_lossy(&root.read("/score").await?).trim());
     Ok(())
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    match run().await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
 }

@@ -4,7 +4,7 @@
 
 mod common;
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
+fn run() -> Result<(), Box<dyn std::error::Error>> {
     let conn = common::connect_sync()?;
     let root = conn.base.shell("echo 0 > /score").disposable(false).wait()?;
 
@@ -35,4 +35,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let next = winner.shell("echo continued from $(cat /score)").wait()?;
     print!("{}", next.stdout_text()?);
     Ok(())
+}
+
+fn main() -> std::process::ExitCode {
+    match run() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
 }

@@ -7,8 +7,7 @@ mod common;
 
 use contree::UploadFileSpec;
 
-#[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let conn = common::connect().await?;
     let dir = tempfile::tempdir()?;
     let script = dir.path().join("greet.sh");
@@ -45,4 +44,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let local = summed.download("/opt/sum.txt", dir.path().join("sum.txt")).await?;
     println!("downloaded {} -> {}", local.display(), std::fs::read_to_string(&local)?.trim());
     Ok(())
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    match run().await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
 }

@@ -4,9 +4,9 @@
 
 mod common;
 
-use contree::blocking::UploadFileSpec;
+use contree::UploadFileSpec;
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
+fn run() -> Result<(), Box<dyn std::error::Error>> {
     let conn = common::connect_sync()?;
     let dir = tempfile::tempdir()?;
     let script = dir.path().join("greet.sh");
@@ -38,4 +38,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let local = summed.download("/opt/sum.txt", dir.path().join("sum.txt"))?;
     println!("downloaded {} -> {}", local.display(), std::fs::read_to_string(&local)?.trim());
     Ok(())
+}
+
+fn main() -> std::process::ExitCode {
+    match run() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
 }

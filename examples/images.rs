@@ -8,8 +8,7 @@ use std::time::Duration;
 
 use futures_util::TryStreamExt;
 
-#[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let conn = common::connect().await?;
     let images = conn.client.images();
 
@@ -36,4 +35,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("untagged: tag is now {:?}", untagged.tag());
     println!("lookup after untag: {}", if images.get_by_tag(&tag).await.is_err() { "not found" } else { "found" });
     Ok(())
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    match run().await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
 }

@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
+fn run() -> Result<(), Box<dyn std::error::Error>> {
     let conn = common::connect_sync()?;
     let images = conn.client.images();
 
@@ -30,4 +30,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let untagged = tagged.untag()?;
     println!("untagged: tag is now {:?}", untagged.tag());
     Ok(())
+}
+
+fn main() -> std::process::ExitCode {
+    match run() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
 }

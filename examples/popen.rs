@@ -7,8 +7,7 @@ mod common;
 use contree::Stdin;
 use tokio::io::AsyncBufReadExt;
 
-#[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let conn = common::connect().await?;
 
     // Live output, line by line, as the sandbox produces it.
@@ -40,4 +39,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     sleeper.kill().await?;
     println!("sleeper: {}", sleeper.wait().await?);
     Ok(())
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    match run().await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
 }

@@ -6,9 +6,9 @@ mod common;
 
 use std::io::BufRead;
 
-use contree::blocking::Stdin;
+use contree::blocking::StdinSync;
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
+fn run() -> Result<(), Box<dyn std::error::Error>> {
     let conn = common::connect_sync()?;
 
     let mut proc = conn.base.popen_shell("for i in 1 2 3; do echo tick $i; sleep 0.2; done")?;
@@ -17,8 +17,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     println!("exit: {}", proc.wait()?);
 
-    let mut calc =
-        conn.base.run("sh").arg("-c").arg("while read x; do echo $((x * x)); done").stdin(Stdin::piped()).spawn()?;
+    let mut calc = conn
+        .base
+        .run("sh")
+        .arg("-c")
+        .arg("while read x; do echo $((x * x)); done")
+        .stdin(StdinSync::piped())
+        .spawn()?;
     for n in [3, 4, 5] {
         calc.write_stdin(format!("{n}\n"))?;
     }
@@ -30,4 +35,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     sleeper.kill()?;
     println!("sleeper: {}", sleeper.wait()?);
     Ok(())
+}
+
+fn main() -> std::process::ExitCode {
+    match run() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
 }

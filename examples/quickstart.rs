@@ -5,8 +5,7 @@
 
 mod common;
 
-#[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+async fn run() -> Result<(), Box<dyn std::error::Error>> {
     // Keep the connection alive: it owns the embedded server when there is one.
     let conn = common::connect().await?;
     let base = &conn.base;
@@ -40,4 +39,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("   check(): {e}");
     }
     Ok(())
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    match run().await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
 }

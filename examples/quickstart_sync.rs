@@ -4,7 +4,7 @@
 
 mod common;
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
+fn run() -> Result<(), Box<dyn std::error::Error>> {
     // Keep the connection alive: it owns the embedded server when there is one.
     let conn = common::connect_sync()?;
     let base = &conn.base;
@@ -33,4 +33,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("   check(): {e}");
     }
     Ok(())
+}
+
+fn main() -> std::process::ExitCode {
+    match run() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
 }

@@ -4,8 +4,7 @@
 
 mod common;
 
-#[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let conn = common::connect().await?;
     let mut session = conn.base.session();
 
@@ -34,4 +33,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("  {i}: {}", image.uuid().map(|u| u.to_string()).unwrap_or_else(|| format!("tag {:?}", image.tag())));
     }
     Ok(())
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    match run().await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
 }

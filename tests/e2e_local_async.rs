@@ -7,7 +7,7 @@ pub(crate) use maybe_async::must_be_async as maybe;
 mod support;
 
 mod flavor {
-    pub use contree::{Contree as Client, ContreeImage as Image, Output, Stdin, UploadFileSpec};
+    pub use contree::{Contree as Client, ContreeImage as Image, OutputTarget, Stdin, UploadFileSpec};
 
     /// A client for the shared embedded server, and its built-in base image.
     pub fn backend() -> (Client, Image) {

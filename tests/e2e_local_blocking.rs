@@ -7,7 +7,10 @@ pub(crate) use maybe_async::must_be_sync as maybe;
 mod support;
 
 mod flavor {
-    pub use contree::blocking::{ContreeImageSync as Image, ContreeSync as Client, Output, Stdin, UploadFileSpec};
+    pub use contree::UploadFileSpec;
+    pub use contree::blocking::{
+        ContreeImageSync as Image, ContreeSync as Client, OutputTargetSync as OutputTarget, StdinSync as Stdin,
+    };
 
     /// A client for the shared embedded server, and its built-in base image.
     pub fn backend() -> (Client, Image) {

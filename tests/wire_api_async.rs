@@ -10,10 +10,16 @@ mod support;
 /// The async types under the names the scenarios use, plus the few helpers whose shape
 /// differs per flavor (`Stream` here, `Iterator` in the blocking build).
 mod flavor {
-    pub use contree::{Contree as Client, ContreeImage as Image, DynRead, ListImages, UploadSource};
+    pub use contree::{Contree as Client, ContreeImage as Image, DynRead, ListImages, ListOperations, UploadSource};
 
     /// Every image of the listing, through its lazy `Stream` face.
     pub async fn collect_images(list: ListImages) -> contree::Result<Vec<Image>> {
+        use futures_util::TryStreamExt;
+        list.stream().try_collect().await
+    }
+
+    /// Every operation of the listing, through its lazy `Stream` face.
+    pub async fn collect_operations(list: ListOperations) -> contree::Result<Vec<contree::models::OperationSummary>> {
         use futures_util::TryStreamExt;
         list.stream().try_collect().await
     }

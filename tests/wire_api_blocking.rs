@@ -12,10 +12,18 @@ mod support;
 /// The blocking types under the names the scenarios use, plus the few helpers whose shape
 /// differs per flavor (`Iterator` here, `Stream` in the async build).
 mod flavor {
-    pub use contree::blocking::{ContreeImageSync as Image, ContreeSync as Client, DynRead, ListImages, UploadSource};
+    pub use contree::blocking::{
+        ContreeImageSync as Image, ContreeSync as Client, DynReadSync as DynRead, ListImagesSync as ListImages,
+        ListOperationsSync as ListOperations, UploadSourceSync as UploadSource,
+    };
 
     /// Every image of the listing, through its lazy `Iterator` face.
     pub fn collect_images(list: ListImages) -> contree::Result<Vec<Image>> {
+        list.iter().collect()
+    }
+
+    /// Every operation of the listing, through its lazy `Iterator` face.
+    pub fn collect_operations(list: ListOperations) -> contree::Result<Vec<contree::models::OperationSummary>> {
         list.iter().collect()
     }
 

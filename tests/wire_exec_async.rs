@@ -7,8 +7,8 @@ mod support;
 
 mod flavor {
     pub use contree::{
-        Contree as Client, ContreeImage as Image, DynRead, DynWrite, Output, PipeReader, PreparedRun, RunEvent, Stdin,
-        UploadFileSpec,
+        Contree as Client, ContreeImage as Image, DynRead, DynWrite, OutputTarget, PipeReader, PreparedRun, RunEvent,
+        Stdin, UploadFileSpec,
     };
 
     pub async fn sleep(d: std::time::Duration) {
@@ -18,7 +18,7 @@ mod flavor {
     /// Every item of the run's event `Stream`.
     pub async fn collect_events(run: &PreparedRun) -> Vec<contree::Result<RunEvent>> {
         use futures_util::StreamExt;
-        run.stream().collect().await
+        run.clone().stream().collect().await
     }
 
     /// A live reader (`AsyncRead`) to its end.

@@ -9,9 +9,11 @@ pub(crate) use maybe_async::must_be_sync as maybe;
 mod support;
 
 mod flavor {
+    pub use contree::UploadFileSpec;
     pub use contree::blocking::{
-        ContreeImageSync as Image, ContreeSync as Client, DynRead, DynWrite, Output, PipeReader, PreparedRun, RunEvent,
-        Stdin, UploadFileSpec,
+        ContreeImageSync as Image, ContreeSync as Client, DynReadSync as DynRead, DynWriteSync as DynWrite,
+        OutputTargetSync as OutputTarget, PipeReaderSync as PipeReader, PreparedRunSync as PreparedRun,
+        RunEventSync as RunEvent, StdinSync as Stdin,
     };
 
     pub fn sleep(d: std::time::Duration) {
@@ -20,7 +22,7 @@ mod flavor {
 
     /// Every item of the run's event `Iterator`.
     pub fn collect_events(run: &PreparedRun) -> Vec<contree::Result<RunEvent>> {
-        run.stream().collect()
+        run.clone().stream().collect()
     }
 
     /// A live reader (`Read`) to its end.

@@ -11,10 +11,12 @@ use super::files::Files;
 use super::http::Http;
 use super::images::Images;
 
-/// A Contree client. Cheap to clone: clones share one connection pool.
-#[derive(Clone)]
-pub struct Client {
-    pub(crate) inner: Arc<ClientInner>,
+crate::flavor::declare! {
+    /// A Contree client. Cheap to clone: clones share one connection pool.
+    #[derive(Clone)]
+    pub struct Client {
+        pub(crate) inner: Arc<ClientInner>,
+    }
 }
 
 pub(crate) struct ClientInner {
@@ -25,7 +27,7 @@ pub(crate) struct ClientInner {
 
 impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Client")
+        f.debug_struct(super::short_type_name::<Self>())
             .field("base_url", &self.inner.http.api().base())
             .field("project", &self.inner.config.project)
             .finish_non_exhaustive()
@@ -63,7 +65,7 @@ impl Client {
     }
 
     /// Who the token belongs to, its permissions and limits (`GET /v1/whoami`). The answer is
-    /// cached; see [`Client::cached_whoami`].
+    /// cached; see [`cached_whoami`](Self::cached_whoami).
     #[crate::maybe]
     pub async fn whoami(&self) -> Result<WhoAmIResponse> {
         let http = &self.inner.http;
@@ -79,7 +81,7 @@ impl Client {
         Ok(me)
     }
 
-    /// The last [`Client::whoami`] answer, without a request.
+    /// The last [`whoami`](Self::whoami) answer, without a request.
     pub fn cached_whoami(&self) -> Option<WhoAmIResponse> {
         self.inner.whoami.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
@@ -94,15 +96,22 @@ impl Client {
         Files::new(self.clone())
     }
 
+    /// Operations (runs and imports on the server): list, get, cancel.
+    pub fn operations(&self) -> super::operations::Operations {
+        super::operations::Operations::new(self.clone())
+    }
+
     pub(crate) fn http(&self) -> &Http {
         &self.inner.http
     }
 }
 
-/// Builds a client from explicit settings. Finish with [`ClientBuilder::build`].
-#[derive(Debug, Clone)]
-pub struct ClientBuilder {
-    config: ContreeConfig,
+crate::flavor::declare! {
+    /// Builds a client from explicit settings. Finish with [`build`](Self::build).
+    #[derive(Debug, Clone)]
+    pub struct ClientBuilder {
+        config: ContreeConfig,
+    }
 }
 
 impl ClientBuilder {

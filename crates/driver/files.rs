@@ -8,6 +8,7 @@
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
+pub(crate) use contree_core::UploadedFile;
 use contree_core::models::{FileInfo, FileResponse, FilesListResponse};
 use contree_core::{Error, Result, validate};
 use reqwest::Method;
@@ -17,17 +18,16 @@ use super::client::Client;
 use super::http::Payload;
 use crate::transport::{self, DynRead};
 
-/// The file as the server stores it, after an upload.
-pub type UploadedFile = FileResponse;
-
-/// Where upload bytes come from: a local path, bytes in memory, or any reader.
-pub enum UploadSource {
-    /// A local file, streamed from disk.
-    Path(PathBuf),
-    /// Bytes in memory.
-    Bytes(Bytes),
-    /// A one-shot reader (spooled to a temp file so it can be hashed before the upload).
-    Reader(DynRead),
+crate::flavor::declare! {
+    /// Where upload bytes come from: a local path, bytes in memory, or any reader.
+    pub enum UploadSource {
+        /// A local file, streamed from disk.
+        Path(PathBuf),
+        /// Bytes in memory.
+        Bytes(Bytes),
+        /// A one-shot reader (spooled to a temp file so it can be hashed before the upload).
+        Reader(DynRead),
+    }
 }
 
 impl std::fmt::Debug for UploadSource {
@@ -78,10 +78,12 @@ impl From<&'static [u8]> for UploadSource {
     }
 }
 
-/// The files area of the API. Get it with `client.files()`.
-#[derive(Debug, Clone)]
-pub struct Files {
-    client: Client,
+crate::flavor::declare! {
+    /// The files area of the API. Get it with `client.files()`.
+    #[derive(Debug, Clone)]
+    pub struct Files {
+        client: Client,
+    }
 }
 
 impl Files {

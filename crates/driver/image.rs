@@ -6,30 +6,34 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use contree_core::models::{DirectoryList, FileItem, Image as ImageModel, InstanceResources};
-use contree_core::{Error, ExitStatus, ImageRef, ImageState, ProcessFailure, Result, RunOutput, validate};
+use contree_core::{
+    Error, ExitStatus, ImageRef, ImageState, ProcessFailure, Result, RunOutput, UploadFileSpec, validate,
+};
 use reqwest::Method;
 use uuid::Uuid;
 
 use super::client::Client;
 use super::process::Process;
-use super::run::{FileSource, PreparedRun, RunSpec};
+use super::run::{PreparedRun, RunSpec};
 use super::session::Session;
 use crate::transport::{self, Response};
 
-/// An image. Cheap to clone; running it never changes it.
-#[derive(Clone)]
-pub struct Image {
-    pub(crate) client: Client,
-    pub(crate) uuid: Option<Uuid>,
-    pub(crate) tag: Option<String>,
-    pub(crate) created_at: Option<String>,
-    pub(crate) state: ImageState,
-    pub(crate) output: Option<Arc<RunOutput>>,
+crate::flavor::declare! {
+    /// An image. Cheap to clone; running it never changes it.
+    #[derive(Clone)]
+    pub struct Image {
+        pub(crate) client: Client,
+        pub(crate) uuid: Option<Uuid>,
+        pub(crate) tag: Option<String>,
+        pub(crate) created_at: Option<String>,
+        pub(crate) state: ImageState,
+        pub(crate) output: Option<Arc<RunOutput>>,
+    }
 }
 
 impl std::fmt::Debug for Image {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let mut d = f.debug_struct("Image");
+        let mut d = f.debug_struct(super::short_type_name::<Self>());
         d.field("uuid", &self.uuid).field("tag", &self.tag).field("state", &self.state);
         if let Some(out) = &self.output {
             d.field("exit_status", &out.status).field("stdout_bytes", &out.stdout.len());
@@ -258,15 +262,21 @@ impl Image {
         .with_operation(out.operation_id.to_string()))
     }
 
-    /// Lists a directory of the image (`GET /inspect/{uuid}/list`).
+    /// Lists a directory of the image (`GET /inspect/{uuid}/list`). Each entry knows its full
+    /// path, so it can be read, downloaded or listed in turn.
     #[crate::maybe]
-    pub async fn ls(&self, path: &str) -> Result<Vec<FileItem>> {
+    pub async fn ls(&self, path: &str) -> Result<Vec<DirEntry>> {
         validate::absolute_path("path", path)?;
         let uuid = self.resolved_uuid().await?.to_string();
         let http = self.client.http();
         let call = http.call_with_query(Method::GET, &["inspect", &uuid, "list"], [("path", path.to_string())]);
         let listing: DirectoryList = http.json(&call).await?;
-        Ok(listing.files)
+        let dir = path.trim_end_matches('/');
+        Ok(listing
+            .files
+            .into_iter()
+            .map(|item| DirEntry { full_path: format!("{dir}/{}", item.path), item, image: self.clone() })
+            .collect())
     }
 
     /// Reads a file of the image into memory (`GET /inspect/{uuid}/download`).
@@ -300,6 +310,14 @@ impl Image {
         Ok(local)
     }
 
+    /// Streams a file of the image to `./<file name>` (the Python SDK's default), atomically.
+    /// Returns the local path.
+    #[crate::maybe]
+    pub async fn download_here(&self, path: &str) -> Result<PathBuf> {
+        let local = local_name(path)?;
+        self.download(path, local).await
+    }
+
     /// Opens a PAX tar archive of a file or directory of the image (`GET …/archive`).
     #[crate::maybe]
     pub async fn archive(&self, path: &str) -> Result<Archive> {
@@ -317,15 +335,19 @@ impl Image {
         http.send(&call).await
     }
 
-    /// Bakes files into a new image (a `true` run with the files, kept as an image).
+    /// Bakes files into a new image (a `true` run with the files, kept as an image). Each
+    /// item is a `(destination, source)` pair, an [`UploadFileSpec`](contree_core::UploadFileSpec)
+    /// (mode, owner), or a plain local path, which lands at `/<file name>` as in the Python SDK.
     #[crate::maybe]
-    pub async fn apply_files<I, D, S>(&self, files: I) -> Result<Image>
+    pub async fn apply_files<I>(&self, files: I) -> Result<Image>
     where
-        I: IntoIterator<Item = (D, S)>,
-        D: Into<String>,
-        S: Into<FileSource>,
+        I: IntoIterator,
+        I::Item: Into<UploadFileSpec>,
     {
-        let prepared = self.run("true").files_map(files).disposable(false);
+        let mut prepared = self.run("true").disposable(false);
+        for f in files {
+            prepared = prepared.file_spec(f.into());
+        }
         if prepared.spec.files.is_empty() {
             return Err(Error::invalid_argument("files", "no files given"));
         }
@@ -333,15 +355,17 @@ impl Image {
     }
 }
 
-/// A streamed tar archive of part of an image.
-pub struct Archive {
-    resp: Response,
-    idle: Duration,
+crate::flavor::declare! {
+    /// A streamed tar archive of part of an image.
+    pub struct Archive {
+        resp: Response,
+        idle: Duration,
+    }
 }
 
 impl std::fmt::Debug for Archive {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Archive").finish_non_exhaustive()
+        f.debug_struct(super::short_type_name::<Self>()).finish_non_exhaustive()
     }
 }
 
@@ -358,6 +382,89 @@ impl Archive {
         let local = local.as_ref().to_path_buf();
         save_stream(self.resp, &local, self.idle).await?;
         Ok(local)
+    }
+}
+
+/// `./<file name>` for an image path, as the Python SDK's `download` default.
+fn local_name(path: &str) -> Result<PathBuf> {
+    match path.trim_end_matches('/').rsplit('/').next() {
+        Some(name) if !name.is_empty() && name != "." && name != ".." => Ok(PathBuf::from(".").join(name)),
+        _ => Err(Error::invalid_argument("path", format!("`{path}` names no file"))),
+    }
+}
+
+crate::flavor::declare! {
+    /// One entry of a directory listing (an image's `ls`): the server's record plus
+    /// where it is, so it can be read, downloaded or listed without rebuilding paths. Derefs
+    /// to the record ([`FileItem`]: size, mode, owner, `is_dir`, …).
+    #[derive(Clone)]
+    pub struct DirEntry {
+        item: FileItem,
+        full_path: String,
+        image: Image,
+    }
+}
+
+impl std::fmt::Debug for DirEntry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct(super::short_type_name::<Self>())
+            .field("path", &self.full_path)
+            .field("is_dir", &self.item.is_dir)
+            .field("size", &self.item.size)
+            .finish()
+    }
+}
+
+impl std::ops::Deref for DirEntry {
+    type Target = FileItem;
+    fn deref(&self) -> &FileItem {
+        &self.item
+    }
+}
+
+impl DirEntry {
+    /// The entry's name in its directory.
+    pub fn name(&self) -> &str {
+        &self.item.path
+    }
+
+    /// The entry's absolute path in the image.
+    pub fn path(&self) -> &str {
+        &self.full_path
+    }
+
+    /// The server's record.
+    pub fn item(&self) -> &FileItem {
+        &self.item
+    }
+
+    /// The image the entry belongs to.
+    pub fn image(&self) -> &Image {
+        &self.image
+    }
+
+    /// Reads the file into memory.
+    #[crate::maybe]
+    pub async fn read(&self) -> Result<Bytes> {
+        self.image.read(&self.full_path).await
+    }
+
+    /// Streams the file to `local` (atomically).
+    #[crate::maybe]
+    pub async fn download(&self, local: impl AsRef<Path>) -> Result<PathBuf> {
+        self.image.download(&self.full_path, local).await
+    }
+
+    /// Streams the file to `./<name>`.
+    #[crate::maybe]
+    pub async fn download_here(&self) -> Result<PathBuf> {
+        self.image.download_here(&self.full_path).await
+    }
+
+    /// Lists the directory this entry is (an error from the server if it is not one).
+    #[crate::maybe]
+    pub async fn ls(&self) -> Result<Vec<DirEntry>> {
+        self.image.ls(&self.full_path).await
     }
 }
 

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use contree_core::models::{Image as ImageModel, ImageImportRequest, ImageListResponse, OperationResponse};
 use contree_core::{
-    ApiUrl, Error, ImageKind, ImageRef, IntoImageRef, OciReference, Result, Secret, TimeFilter, validate,
+    ApiUrl, Error, ImageKind, ImageRef, IntoImageRef, IntoUuid, OciReference, Result, Secret, TimeFilter, validate,
 };
 use reqwest::Method;
 use uuid::Uuid;
@@ -12,10 +12,12 @@ use uuid::Uuid;
 use super::client::Client;
 use super::image::Image;
 
-/// The images area of the API. Get it with `client.images()`.
-#[derive(Debug, Clone)]
-pub struct Images {
-    client: Client,
+crate::flavor::declare! {
+    /// The images area of the API. Get it with `client.images()`.
+    #[derive(Debug, Clone)]
+    pub struct Images {
+        client: Client,
+    }
 }
 
 impl Images {
@@ -47,7 +49,7 @@ impl Images {
         Ok(Image::from_ref(self.client.clone(), reference.into_image_ref()?))
     }
 
-    /// Like [`Images::use_image`], but checks that the image exists (NotFound otherwise).
+    /// Like [`use_image`](Self::use_image), but checks that the image exists (NotFound otherwise).
     #[crate::maybe]
     pub async fn use_image_strict(&self, reference: impl IntoImageRef) -> Result<Image> {
         match reference.into_image_ref()? {
@@ -153,45 +155,21 @@ impl Images {
     }
 }
 
-/// A UUID argument given as a `Uuid` or a string.
-pub trait IntoUuid {
-    /// Parses, naming `arg` in the error.
-    fn into_uuid(self, arg: &'static str) -> Result<Uuid>;
-}
-impl IntoUuid for Uuid {
-    fn into_uuid(self, _: &'static str) -> Result<Uuid> {
-        Ok(self)
+crate::flavor::declare! {
+    /// Builder for an image listing. Ends in `send()`.
+    #[derive(Debug, Clone)]
+    pub struct ListImages {
+        pub(crate) client: Client,
+        error: Option<String>,
+        tagged: bool,
+        tag_prefix: Option<String>,
+        kind: Option<ImageKind>,
+        uuid: Option<Uuid>,
+        since: Option<TimeFilter>,
+        until: Option<TimeFilter>,
+        pub(crate) limit: Option<usize>,
+        page_size: u32,
     }
-}
-impl IntoUuid for &str {
-    fn into_uuid(self, arg: &'static str) -> Result<Uuid> {
-        validate::uuid(arg, self)
-    }
-}
-impl IntoUuid for String {
-    fn into_uuid(self, arg: &'static str) -> Result<Uuid> {
-        validate::uuid(arg, &self)
-    }
-}
-impl IntoUuid for &Image {
-    fn into_uuid(self, arg: &'static str) -> Result<Uuid> {
-        self.uuid.ok_or_else(|| Error::invalid_argument(arg, "the image has no uuid (look it up by tag first)"))
-    }
-}
-
-/// Builder for an image listing. Ends in `send()`.
-#[derive(Debug, Clone)]
-pub struct ListImages {
-    pub(crate) client: Client,
-    error: Option<String>,
-    tagged: bool,
-    tag_prefix: Option<String>,
-    kind: Option<ImageKind>,
-    uuid: Option<Uuid>,
-    since: Option<TimeFilter>,
-    until: Option<TimeFilter>,
-    pub(crate) limit: Option<usize>,
-    page_size: u32,
 }
 
 impl ListImages {
@@ -342,21 +320,23 @@ enum ImportMode {
     Import,
 }
 
-/// Builder for an import (or "use or import"). Ends in `send()`.
-#[derive(Clone)]
-pub struct ImportImage {
-    client: Client,
-    reference: String,
-    mode: ImportMode,
-    tag: Option<String>,
-    username: Option<String>,
-    password: Option<Secret>,
-    timeout: Option<Duration>,
+crate::flavor::declare! {
+    /// Builder for an import (or "use or import"). Ends in `send()`.
+    #[derive(Clone)]
+    pub struct ImportImage {
+        client: Client,
+        reference: String,
+        mode: ImportMode,
+        tag: Option<String>,
+        username: Option<String>,
+        password: Option<Secret>,
+        timeout: Option<Duration>,
+    }
 }
 
 impl std::fmt::Debug for ImportImage {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ImportImage")
+        f.debug_struct(super::short_type_name::<Self>())
             .field("reference", &self.reference)
             .field("mode", &self.mode)
             .field("tag", &self.tag)

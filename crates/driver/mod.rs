@@ -13,6 +13,14 @@ pub(crate) mod http;
 pub(crate) mod image;
 pub(crate) mod images;
 pub(crate) mod operation;
+pub(crate) mod operations;
 pub(crate) mod process;
 pub(crate) mod run;
 pub(crate) mod session;
+
+/// A type's own name (the last path segment), for `Debug` output that shows the flavor's
+/// public name.
+pub(crate) fn short_type_name<T: ?Sized>() -> &'static str {
+    let full = std::any::type_name::<T>();
+    full.rsplit("::").next().unwrap_or(full)
+}

@@ -26,17 +26,19 @@ use super::image::Image;
 use super::run::{RunSpec, Started};
 use crate::transport::{self, PipeReader};
 
-/// One thing that happened in a live run.
-#[derive(Debug, Clone)]
-pub enum RunEvent {
-    /// A chunk of standard output.
-    Stdout(Bytes),
-    /// A chunk of standard error.
-    Stderr(Bytes),
-    /// The command exited (the result image follows in `Finished`).
-    Exit(ExitStatus),
-    /// The operation finished: the result image, in state SUCCEEDED.
-    Finished(Box<Image>),
+crate::flavor::declare! {
+    /// One thing that happened in a live run.
+    #[derive(Debug, Clone)]
+    pub enum RunEvent {
+        /// A chunk of standard output.
+        Stdout(Bytes),
+        /// A chunk of standard error.
+        Stderr(Bytes),
+        /// The command exited (the result image follows in `Finished`).
+        Exit(ExitStatus),
+        /// The operation finished: the result image, in state SUCCEEDED.
+        Finished(Box<Image>),
+    }
 }
 
 enum Phase {
@@ -52,12 +54,14 @@ struct Following {
     saw_output: bool,
 }
 
-/// A run's events in order, starting the run on the first call.
-pub struct RunEvents {
-    image: Image,
-    spec: RunSpec,
-    phase: Phase,
-    queued: std::collections::VecDeque<RunEvent>,
+crate::flavor::declare! {
+    /// A run's events in order, starting the run on the first call.
+    pub struct RunEvents {
+        image: Image,
+        spec: RunSpec,
+        phase: Phase,
+        queued: std::collections::VecDeque<RunEvent>,
+    }
 }
 
 impl RunEvents {
@@ -168,6 +172,58 @@ impl RunEvents {
     }
 }
 
+crate::flavor::declare! {
+    /// A process's live output as lines of text (text mode). Each line is checked to be
+    /// UTF-8 (a Decode error otherwise) and comes without its line ending (`\n` or `\r\n`);
+    /// a last line without a newline is still returned.
+    pub struct LineReader {
+        pipe: PipeReader,
+        pending: Vec<u8>,
+        done: bool,
+    }
+}
+
+impl std::fmt::Debug for LineReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct(super::short_type_name::<Self>()).field("buffered", &self.pending.len()).finish()
+    }
+}
+
+impl LineReader {
+    fn new(pipe: PipeReader) -> Self {
+        LineReader { pipe, pending: Vec::new(), done: false }
+    }
+
+    /// The next line, or `None` at the end of the output.
+    #[crate::maybe]
+    pub async fn next_line(&mut self) -> Result<Option<String>> {
+        loop {
+            if let Some(pos) = self.pending.iter().position(|&b| b == b'\n') {
+                let mut line: Vec<u8> = self.pending.drain(..=pos).collect();
+                line.pop();
+                if line.last() == Some(&b'\r') {
+                    line.pop();
+                }
+                return text_line(line).map(Some);
+            }
+            if self.done {
+                if self.pending.is_empty() {
+                    return Ok(None);
+                }
+                return text_line(std::mem::take(&mut self.pending)).map(Some);
+            }
+            match self.pipe.chunk().await {
+                Some(chunk) => self.pending.extend_from_slice(&chunk),
+                None => self.done = true,
+            }
+        }
+    }
+}
+
+fn text_line(bytes: Vec<u8>) -> Result<String> {
+    String::from_utf8(bytes).map_err(|e| Error::decode("the process wrote a line that is not UTF-8 text", e))
+}
+
 /// Feeds a process's live readers from its event stream, on a background task or thread.
 pub(crate) struct ProcessDriver {
     events: RunEvents,
@@ -206,23 +262,25 @@ impl ProcessDriver {
     }
 }
 
-/// A running command: a live handle to an operation (popen).
-pub struct Process {
-    client: Client,
-    op_id: String,
-    command: Vec<String>,
-    stdin_open: bool,
-    check: bool,
-    stdout: Option<PipeReader>,
-    stderr: Option<PipeReader>,
-    done: Option<oneshot::Receiver<Result<Image>>>,
-    finished: Option<Result<Image>>,
-    stop: Arc<AtomicBool>,
+crate::flavor::declare! {
+    /// A running command: a live handle to an operation (popen).
+    pub struct Process {
+        client: Client,
+        op_id: String,
+        command: Vec<String>,
+        stdin_open: bool,
+        check: bool,
+        stdout: Option<PipeReader>,
+        stderr: Option<PipeReader>,
+        done: Option<oneshot::Receiver<Result<Image>>>,
+        finished: Option<Result<Image>>,
+        stop: Arc<AtomicBool>,
+    }
 }
 
 impl std::fmt::Debug for Process {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Process")
+        f.debug_struct(super::short_type_name::<Self>())
             .field("operation_id", &self.op_id)
             .field("command", &self.command)
             .field("finished", &self.finished.is_some())
@@ -251,7 +309,7 @@ impl Process {
             client: image.client.clone(),
             op_id,
             command: spec.command_line(),
-            stdin_open: matches!(spec.stdin, super::run::Stdin::Piped(_)),
+            stdin_open: spec.stdin.is_piped(),
             check: false,
             stdout: Some(PipeReader::new(out_rx)),
             stderr: Some(PipeReader::new(err_rx)),
@@ -280,6 +338,17 @@ impl Process {
     /// The live stderr reader (taken once).
     pub fn stderr(&mut self) -> Option<PipeReader> {
         self.stderr.take()
+    }
+
+    /// Text mode for stdout: the live output as lines of UTF-8 text (taken once, like
+    /// [`stdout`](Self::stdout)).
+    pub fn stdout_lines(&mut self) -> Option<LineReader> {
+        self.stdout.take().map(LineReader::new)
+    }
+
+    /// Text mode for stderr: see [`stdout_lines`](Self::stdout_lines).
+    pub fn stderr_lines(&mut self) -> Option<LineReader> {
+        self.stderr.take().map(LineReader::new)
     }
 
     /// Waits for the end and returns the exit status. With `check(true)`, a non-zero exit is
@@ -324,7 +393,7 @@ impl Process {
         }
     }
 
-    /// Same as [`Process::try_wait`] (Python's name).
+    /// Same as [`try_wait`](Self::try_wait) (Python's name).
     pub fn poll(&mut self) -> Result<Option<ExitStatus>> {
         self.try_wait()
     }
@@ -384,7 +453,7 @@ impl Process {
         }
     }
 
-    /// Kills the process with SIGKILL; see [`Process::signal`].
+    /// Kills the process with SIGKILL; see [`signal`](Self::signal).
     #[crate::maybe]
     pub async fn kill(&self) -> Result<()> {
         self.signal("KILL").await
@@ -414,6 +483,12 @@ impl Process {
             Err(e) if e.is_conflict() || e.is_gone() => Ok(()),
             Err(e) => Err(e.with_operation(&self.op_id)),
         }
+    }
+
+    /// The result image once finished (waiting for it), for the session that started it.
+    #[crate::maybe]
+    pub(crate) async fn finished_image(&mut self) -> Result<Image> {
+        self.result().await
     }
 
     #[crate::maybe]

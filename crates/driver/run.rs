@@ -19,10 +19,9 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use contree_core::models::{
-    ClosableStreamRepr, FileResponse, FileSpec, ImageSource, InstanceSpawnRequest, InstanceSpawnResponse,
-    OperationResponse,
+    ClosableStreamRepr, FileSpec, ImageSource, InstanceSpawnRequest, InstanceSpawnResponse, OperationResponse,
 };
-use contree_core::{Error, ImageState, Result, RunOutput, validate};
+use contree_core::{Error, FileSource, ImageState, Result, RunOutput, UploadFileSpec, validate};
 use reqwest::Method;
 
 use super::events::{EventFollower, Followed};
@@ -30,61 +29,109 @@ use super::files::UploadSource;
 use super::image::Image;
 use crate::transport::{self, DynRead, DynWrite};
 
-/// Where a run's standard input comes from.
+crate::flavor::declare! {
+    /// Where a run's standard input comes from: nothing (the default), text or bytes (`From`
+    /// impls), a local file ([`path`](Self::path)), a reader ([`reader`](Self::reader)) or a
+    /// pipe kept open for writes after the start ([`piped`](Self::piped)).
+    #[derive(Clone, Default)]
+    pub struct Stdin {
+        source: StdinSource,
+    }
+}
+
 #[derive(Clone, Default)]
-pub enum Stdin {
-    /// No input (EOF at once).
+enum StdinSource {
     #[default]
     Empty,
-    /// These bytes.
     Bytes(Bytes),
-    /// The content of a local file, read at execution.
     Path(PathBuf),
-    /// A reader, read fully at the first execution (the bytes are reused by later ones).
+    /// Read fully at the first execution; the bytes are reused by later ones.
     Reader(Arc<Mutex<ReaderState>>),
-    /// Kept open for writes after the start (popen's `write_stdin`), optionally with first
-    /// bytes.
+    /// Kept open for writes after the start, optionally with first bytes.
     Piped(Bytes),
 }
 
 /// A stdin reader before and after its first read.
-pub enum ReaderState {
-    /// Not read yet.
+enum ReaderState {
     Unread(DynRead),
-    /// Being read by an execution.
     Reading,
-    /// Read: the bytes, for every later execution.
     Read(Bytes),
 }
 
 impl Stdin {
-    /// Any reader (`AsyncRead` in async, `Read` in blocking).
+    fn of(source: StdinSource) -> Self {
+        Stdin { source }
+    }
+
+    /// No input (EOF at once).
+    pub fn empty() -> Self {
+        Stdin::of(StdinSource::Empty)
+    }
+
+    /// These bytes.
+    pub fn bytes(bytes: impl Into<Bytes>) -> Self {
+        Stdin::of(StdinSource::Bytes(bytes.into()))
+    }
+
+    /// Any reader (`AsyncRead` in async, `Read` in blocking), read fully at the first
+    /// execution; later executions of the same prepared run reuse the bytes.
     pub fn reader(reader: impl Into<DynRead>) -> Self {
-        Stdin::Reader(Arc::new(Mutex::new(ReaderState::Unread(reader.into()))))
+        Stdin::of(StdinSource::Reader(Arc::new(Mutex::new(ReaderState::Unread(reader.into())))))
     }
 
-    /// An open pipe for `Process::write_stdin` (popen).
+    /// An open pipe for the process's `write_stdin` (popen).
     pub fn piped() -> Self {
-        Stdin::Piped(Bytes::new())
+        Stdin::of(StdinSource::Piped(Bytes::new()))
     }
 
-    /// The content of a local file.
+    /// The content of a local file, read at execution.
     pub fn path(path: impl Into<PathBuf>) -> Self {
-        Stdin::Path(path.into())
+        Stdin::of(StdinSource::Path(path.into()))
+    }
+
+    /// No input configured.
+    pub fn is_empty(&self) -> bool {
+        matches!(self.source, StdinSource::Empty)
+    }
+
+    /// The bytes, when the input is given as text or bytes.
+    pub fn as_bytes(&self) -> Option<&[u8]> {
+        match &self.source {
+            StdinSource::Bytes(b) => Some(b),
+            _ => None,
+        }
+    }
+
+    /// The local file, when the input is read from one.
+    pub fn as_path(&self) -> Option<&Path> {
+        match &self.source {
+            StdinSource::Path(p) => Some(p),
+            _ => None,
+        }
+    }
+
+    /// Whether the input comes from a reader.
+    pub fn is_reader(&self) -> bool {
+        matches!(self.source, StdinSource::Reader(_))
+    }
+
+    /// Whether stdin stays open for writes after the start.
+    pub fn is_piped(&self) -> bool {
+        matches!(self.source, StdinSource::Piped(_))
     }
 
     #[crate::maybe]
     async fn resolve(&self) -> Result<(Bytes, bool)> {
-        match self {
-            Stdin::Empty => Ok((Bytes::new(), false)),
-            Stdin::Bytes(b) => Ok((b.clone(), false)),
-            Stdin::Piped(b) => Ok((b.clone(), true)),
-            Stdin::Path(p) => {
+        match &self.source {
+            StdinSource::Empty => Ok((Bytes::new(), false)),
+            StdinSource::Bytes(b) => Ok((b.clone(), false)),
+            StdinSource::Piped(b) => Ok((b.clone(), true)),
+            StdinSource::Path(p) => {
                 super::files::check_local_file(p)
                     .map_err(|_| Error::invalid_argument("stdin", format!("{} is not a readable file", p.display())))?;
                 Ok((transport::read_file(p).await?, false))
             }
-            Stdin::Reader(state) => {
+            StdinSource::Reader(state) => {
                 let taken = {
                     let mut guard = state.lock().unwrap_or_else(|p| p.into_inner());
                     match std::mem::replace(&mut *guard, ReaderState::Reading) {
@@ -120,12 +167,12 @@ impl Stdin {
 
 impl std::fmt::Debug for Stdin {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Stdin::Empty => f.write_str("Empty"),
-            Stdin::Bytes(b) => write!(f, "Bytes({} bytes)", b.len()),
-            Stdin::Path(p) => f.debug_tuple("Path").field(p).finish(),
-            Stdin::Reader(_) => f.write_str("Reader(..)"),
-            Stdin::Piped(b) => write!(f, "Piped({} bytes first)", b.len()),
+        match &self.source {
+            StdinSource::Empty => f.write_str("Empty"),
+            StdinSource::Bytes(b) => write!(f, "Bytes({} bytes)", b.len()),
+            StdinSource::Path(p) => f.debug_tuple("Path").field(p).finish(),
+            StdinSource::Reader(_) => f.write_str("Reader(..)"),
+            StdinSource::Piped(b) => write!(f, "Piped({} bytes first)", b.len()),
         }
     }
 }
@@ -133,82 +180,100 @@ impl std::fmt::Debug for Stdin {
 impl From<&str> for Stdin {
     /// The text itself (not a path: use `Stdin::path` for files).
     fn from(s: &str) -> Self {
-        Stdin::Bytes(Bytes::copy_from_slice(s.as_bytes()))
+        Stdin::bytes(Bytes::copy_from_slice(s.as_bytes()))
     }
 }
 impl From<String> for Stdin {
     fn from(s: String) -> Self {
-        Stdin::Bytes(Bytes::from(s))
+        Stdin::bytes(s)
     }
 }
 impl From<Vec<u8>> for Stdin {
     fn from(b: Vec<u8>) -> Self {
-        Stdin::Bytes(Bytes::from(b))
+        Stdin::bytes(b)
     }
 }
 impl From<&[u8]> for Stdin {
     fn from(b: &[u8]) -> Self {
-        Stdin::Bytes(Bytes::copy_from_slice(b))
+        Stdin::bytes(Bytes::copy_from_slice(b))
     }
 }
 impl From<Bytes> for Stdin {
     fn from(b: Bytes) -> Self {
-        Stdin::Bytes(b)
+        Stdin::bytes(b)
     }
 }
 impl From<&Path> for Stdin {
     fn from(p: &Path) -> Self {
-        Stdin::Path(p.to_path_buf())
+        Stdin::path(p)
     }
 }
 impl From<PathBuf> for Stdin {
     fn from(p: PathBuf) -> Self {
-        Stdin::Path(p)
+        Stdin::path(p)
     }
 }
 
-/// Where a run's stdout or stderr goes once the run finishes. In every case but `Discard`
-/// the bytes also stay readable on the result image.
+crate::flavor::declare! {
+    /// Where a run's stdout or stderr goes once the run finishes (named for where the output
+    /// goes; `std::process::Output` is a result, this is a destination). In every case but
+    /// [`discard`](Self::discard) the bytes also stay readable on the result image.
+    #[derive(Clone, Default)]
+    pub struct OutputTarget {
+        target: Target,
+    }
+}
+
 #[derive(Clone, Default)]
-pub enum Output {
-    /// Keep the bytes on the result (`stdout()`).
+enum Target {
     #[default]
     Bytes,
-    /// Keep the bytes and require them to be UTF-8 (a Decode error otherwise).
     Text,
-    /// Also write them to this local file (created or truncated).
     Path(PathBuf),
-    /// Also write them to this writer (`AsyncWrite` in async, `Write` in blocking).
     Writer(Arc<Mutex<Option<DynWrite>>>),
-    /// Drop them.
     Discard,
 }
 
-impl Output {
-    /// Any writer.
-    pub fn writer(writer: impl Into<DynWrite>) -> Self {
-        Output::Writer(Arc::new(Mutex::new(Some(writer.into()))))
+impl OutputTarget {
+    /// Keep the bytes on the result (`stdout()`); the default.
+    pub fn bytes() -> Self {
+        OutputTarget { target: Target::Bytes }
     }
 
-    /// A local file.
+    /// Keep the bytes and require them to be UTF-8 (a Decode error otherwise).
+    pub fn text() -> Self {
+        OutputTarget { target: Target::Text }
+    }
+
+    /// Also write them to this local file (created or truncated).
     pub fn path(path: impl Into<PathBuf>) -> Self {
-        Output::Path(path.into())
+        OutputTarget { target: Target::Path(path.into()) }
+    }
+
+    /// Also write them to this writer (`AsyncWrite` in async, `Write` in blocking).
+    pub fn writer(writer: impl Into<DynWrite>) -> Self {
+        OutputTarget { target: Target::Writer(Arc::new(Mutex::new(Some(writer.into())))) }
+    }
+
+    /// Drop them.
+    pub fn discard() -> Self {
+        OutputTarget { target: Target::Discard }
     }
 
     #[crate::maybe]
     async fn deliver(&self, bytes: &Bytes, which: &'static str) -> Result<Bytes> {
-        match self {
-            Output::Bytes => Ok(bytes.clone()),
-            Output::Discard => Ok(Bytes::new()),
-            Output::Text => match std::str::from_utf8(bytes) {
+        match &self.target {
+            Target::Bytes => Ok(bytes.clone()),
+            Target::Discard => Ok(Bytes::new()),
+            Target::Text => match std::str::from_utf8(bytes) {
                 Ok(_) => Ok(bytes.clone()),
                 Err(e) => Err(Error::decode(format!("{which} is not UTF-8 text"), e)),
             },
-            Output::Path(p) => {
+            Target::Path(p) => {
                 transport::write_file(p, bytes).await?;
                 Ok(bytes.clone())
             }
-            Output::Writer(slot) => {
+            Target::Writer(slot) => {
                 // Take the writer out so no lock is held across the write.
                 let taken = slot.lock().unwrap_or_else(|p| p.into_inner()).take();
                 let mut w = taken.ok_or_else(|| {
@@ -223,109 +288,15 @@ impl Output {
     }
 }
 
-impl std::fmt::Debug for Output {
+impl std::fmt::Debug for OutputTarget {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Output::Bytes => f.write_str("Bytes"),
-            Output::Text => f.write_str("Text"),
-            Output::Path(p) => f.debug_tuple("Path").field(p).finish(),
-            Output::Writer(_) => f.write_str("Writer(..)"),
-            Output::Discard => f.write_str("Discard"),
+        match &self.target {
+            Target::Bytes => f.write_str("Bytes"),
+            Target::Text => f.write_str("Text"),
+            Target::Path(p) => f.debug_tuple("Path").field(p).finish(),
+            Target::Writer(_) => f.write_str("Writer(..)"),
+            Target::Discard => f.write_str("Discard"),
         }
-    }
-}
-
-/// Where a file placed into the sandbox comes from.
-#[derive(Debug, Clone)]
-pub enum FileSource {
-    /// A local file (uploaded with dedup; its executable bit is kept when no mode is given).
-    Local(PathBuf),
-    /// Bytes in memory.
-    Bytes(Bytes),
-    /// A file already on the server.
-    Uploaded(FileResponse),
-}
-
-impl From<&Path> for FileSource {
-    fn from(p: &Path) -> Self {
-        FileSource::Local(p.to_path_buf())
-    }
-}
-impl From<PathBuf> for FileSource {
-    fn from(p: PathBuf) -> Self {
-        FileSource::Local(p)
-    }
-}
-impl From<&PathBuf> for FileSource {
-    fn from(p: &PathBuf) -> Self {
-        FileSource::Local(p.clone())
-    }
-}
-impl From<&str> for FileSource {
-    /// A local path (as in the Python SDK, a string source names a file).
-    fn from(p: &str) -> Self {
-        FileSource::Local(PathBuf::from(p))
-    }
-}
-impl From<Vec<u8>> for FileSource {
-    fn from(b: Vec<u8>) -> Self {
-        FileSource::Bytes(Bytes::from(b))
-    }
-}
-impl From<Bytes> for FileSource {
-    fn from(b: Bytes) -> Self {
-        FileSource::Bytes(b)
-    }
-}
-impl From<&'static [u8]> for FileSource {
-    fn from(b: &'static [u8]) -> Self {
-        FileSource::Bytes(Bytes::from_static(b))
-    }
-}
-impl From<FileResponse> for FileSource {
-    fn from(f: FileResponse) -> Self {
-        FileSource::Uploaded(f)
-    }
-}
-
-/// A file to place in the sandbox before the command starts, with its ownership and mode.
-///
-/// ```
-/// # use contree_core as _;
-/// # fn demo<F>(spec: F) {}
-/// // UploadFileSpec::new("/app/run.sh", std::path::Path::new("run.sh")).mode(0o755)
-/// ```
-#[derive(Debug, Clone)]
-pub struct UploadFileSpec {
-    /// Absolute destination in the sandbox.
-    pub path: String,
-    /// The content.
-    pub source: FileSource,
-    /// Permission bits; `None` keeps a local file's executable bit (0755 or 0644).
-    pub mode: Option<u32>,
-    /// Owner uid (default 0).
-    pub uid: u32,
-    /// Owner gid (default 0).
-    pub gid: u32,
-}
-
-impl UploadFileSpec {
-    /// A file at `path` with content from `source`.
-    pub fn new(path: impl Into<String>, source: impl Into<FileSource>) -> Self {
-        UploadFileSpec { path: path.into(), source: source.into(), mode: None, uid: 0, gid: 0 }
-    }
-
-    /// Permission bits (e.g. `0o755`).
-    pub fn mode(mut self, mode: u32) -> Self {
-        self.mode = Some(mode);
-        self
-    }
-
-    /// Owner.
-    pub fn owner(mut self, uid: u32, gid: u32) -> Self {
-        self.uid = uid;
-        self.gid = gid;
-        self
     }
 }
 
@@ -341,8 +312,8 @@ pub(crate) struct RunSpec {
     pub uid: Option<u32>,
     pub gid: Option<u32>,
     pub stdin: Stdin,
-    pub stdout: Output,
-    pub stderr: Output,
+    pub stdout: OutputTarget,
+    pub stderr: OutputTarget,
     pub tag: Option<String>,
     pub files: Vec<UploadFileSpec>,
     pub timeout: Option<Duration>,
@@ -446,25 +417,27 @@ impl RunSpec {
     }
 }
 
-/// What a prepared run is bound to: nothing (an image run), or a session it advances.
-pub trait RunTarget: Send {}
-
-/// An image run: the source image is left as it is.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Detached;
-impl RunTarget for Detached {}
-
-/// A run described but not started. Set options, then execute it: `.await` (async) or
-/// `.wait()` (blocking) for the finished result, `.spawn()` for a live process handle,
-/// `.stream()` for live events.
-#[derive(Debug, Clone)]
-pub struct PreparedRun<T: RunTarget = Detached> {
-    pub(crate) image: Image,
-    pub(crate) spec: RunSpec,
-    pub(crate) target: T,
+crate::flavor::declare! {
+    /// What an image run is bound to: nothing (the source image is left as it is). Session
+    /// runs are bound to their session instead.
+    #[derive(Debug, Clone, Copy, Default)]
+    pub struct Detached;
 }
 
-impl<T: RunTarget> PreparedRun<T> {
+crate::flavor::declare! {
+    /// A run described but not started. Set options, then execute it; see the crate's table
+    /// of terminal verbs (`.await`/`wait()` for the finished result, `spawn()` for a live
+    /// process handle, `stream()` for live events). `T` says what the run is bound to: an
+    /// image run (the default) or a session run, which advances its session.
+    #[derive(Debug, Clone)]
+    pub struct PreparedRun<T = Detached> {
+        pub(crate) image: Image,
+        pub(crate) spec: RunSpec,
+        pub(crate) target: T,
+    }
+}
+
+impl<T> PreparedRun<T> {
     /// Appends one argument (ignored by the server for shell commands).
     pub fn arg(mut self, arg: impl Into<String>) -> Self {
         self.spec.args.push(arg.into());
@@ -517,20 +490,21 @@ impl<T: RunTarget> PreparedRun<T> {
         self
     }
 
-    /// Standard input: text, bytes, `Stdin::path(..)`, `Stdin::reader(..)` or `Stdin::piped()`.
+    /// Standard input: text, bytes, `path(..)`, `reader(..)` or `piped()` (constructors of
+    /// this flavor's stdin type).
     pub fn stdin(mut self, stdin: impl Into<Stdin>) -> Self {
         self.spec.stdin = stdin.into();
         self
     }
 
     /// Where stdout goes (default: kept as bytes on the result).
-    pub fn stdout(mut self, output: Output) -> Self {
+    pub fn stdout(mut self, output: OutputTarget) -> Self {
         self.spec.stdout = output;
         self
     }
 
     /// Where stderr goes (default: kept as bytes on the result).
-    pub fn stderr(mut self, output: Output) -> Self {
+    pub fn stderr(mut self, output: OutputTarget) -> Self {
         self.spec.stderr = output;
         self
     }
@@ -556,9 +530,9 @@ impl<T: RunTarget> PreparedRun<T> {
     {
         for p in paths {
             let p: PathBuf = p.into();
-            match p.file_name().and_then(|n| n.to_str()) {
-                Some(name) => self.spec.files.push(UploadFileSpec::new(format!("/{name}"), FileSource::Local(p))),
-                None => self.spec.reject("files", format!("{} has no file name", p.display())),
+            match UploadFileSpec::from_local_path("files", p.clone()) {
+                Ok(spec) => self.spec.files.push(spec),
+                Err(_) => self.spec.reject("files", format!("{} has no file name", p.display())),
             }
         }
         self
@@ -626,25 +600,30 @@ impl<T: RunTarget> PreparedRun<T> {
     pub fn source(&self) -> &Image {
         &self.image
     }
+
+    /// The standard input this run was configured with (Python's `stdin` property).
+    pub fn stdin_config(&self) -> &Stdin {
+        &self.spec.stdin
+    }
 }
 
 impl PreparedRun<Detached> {
-    /// Executes the run and returns the result image (state SUCCEEDED). The prepared run is
-    /// left as it is, so it can be executed again: each execution is a new branch.
+    /// Executes the run and returns the result image (state SUCCEEDED). To execute it again
+    /// (each execution is a new branch), clone it first: clones are cheap.
     #[crate::maybe]
-    pub async fn wait(&self) -> Result<Image> {
+    pub async fn wait(self) -> Result<Image> {
         execute(&self.image, &self.spec).await
     }
 
     /// Starts the run and returns a live process handle at once (popen).
     #[crate::maybe]
-    pub async fn spawn(&self) -> Result<super::process::Process> {
+    pub async fn spawn(self) -> Result<super::process::Process> {
         super::process::Process::start(&self.image, &self.spec).await
     }
 
     /// Events as they happen: stdout and stderr chunks, the exit, then the finished result.
-    pub fn events(&self) -> super::process::RunEvents {
-        super::process::RunEvents::new(self.image.clone(), self.spec.clone())
+    pub fn events(self) -> super::process::RunEvents {
+        super::process::RunEvents::new(self.image, self.spec)
     }
 }
 

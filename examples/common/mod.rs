@@ -5,6 +5,15 @@
 /// The image examples start from on a real Contree (override with CONTREE_EXAMPLE_IMAGE).
 const REMOTE_IMAGE: &str = "busybox:latest";
 
+/// The embedded server could not start (typically: not root). One line with both ways out.
+fn cannot_start(e: impl std::fmt::Display) -> contree::Error {
+    contree::Error::config(format!(
+        "no Contree credentials are configured and the embedded contree-local server cannot start ({e}); \
+         either run as root (it sandboxes with Linux namespaces and overlayfs) or configure credentials \
+         (set CONTREE_TOKEN, or run `contree auth`)"
+    ))
+}
+
 fn no_credentials_line(url: &str) {
     println!(
         "No Contree credentials configured (set CONTREE_TOKEN or run `contree auth`): using an embedded contree-local server at {url}"
@@ -29,7 +38,8 @@ pub async fn connect() -> Result<Connection, Box<dyn std::error::Error>> {
         let base = client.images().oci(&image).send().await?;
         return Ok(Connection { client, base, _server: None });
     }
-    let server = contree_local::LocalServer::start(contree_local::LocalConfig::default()).await?;
+    let server =
+        contree_local::LocalServer::start(contree_local::LocalConfig::default()).await.map_err(cannot_start)?;
     no_credentials_line(server.base_url());
     let client = contree::Contree::builder().base_url(server.base_url()).token(server.token()).build()?;
     let base = client.images().use_image(contree_local::BASE_IMAGE_TAG)?;
@@ -54,7 +64,8 @@ pub fn connect_sync() -> Result<ConnectionSync, Box<dyn std::error::Error>> {
         let base = client.images().oci(&image).send()?;
         return Ok(ConnectionSync { client, base, _server: None });
     }
-    let server = contree_local::LocalServer::start_blocking(contree_local::LocalConfig::default())?;
+    let server =
+        contree_local::LocalServer::start_blocking(contree_local::LocalConfig::default()).map_err(cannot_start)?;
     no_credentials_line(server.base_url());
     let client = ContreeSync::builder().base_url(server.base_url()).token(server.token()).build()?;
     let base = client.images().use_image(contree_local::BASE_IMAGE_TAG)?;

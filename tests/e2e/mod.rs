@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use crate::flavor::{Client, Image, Output, Stdin};
+use crate::flavor::{Client, Image, OutputTarget, Stdin};
 
 use contree::ExitStatus;
 
@@ -203,8 +203,18 @@ pub async fn popen_kill_ends_the_process() {
 pub async fn inspect_lists_reads_and_downloads() {
     let (_c, base) = base();
     let img = base.shell("mkdir -p /srv/d && printf 'abc' > /srv/d/f.txt").disposable(false).wait().await.expect("run");
-    let names: Vec<String> = img.ls("/srv/d").await.expect("ls").into_iter().map(|f| f.path).collect();
-    assert_eq!(names, vec!["f.txt".to_string()]);
+    let entries = img.ls("/srv/d").await.expect("ls");
+    let names: Vec<&str> = entries.iter().map(|f| f.name()).collect();
+    assert_eq!(names, vec!["f.txt"]);
+    // Entries know where they are: read and list without rebuilding paths.
+    assert_eq!(entries[0].path(), "/srv/d/f.txt");
+    let read = entries[0].read().await.expect("entry read");
+    assert_eq!(&read[..], b"abc");
+    let srv = img.ls("/srv/").await.expect("ls /srv/");
+    let d = srv.iter().find(|e| e.name() == "d").expect("d in /srv");
+    assert!(d.is_dir);
+    let inner: Vec<String> = d.ls().await.expect("entry ls").iter().map(|e| e.path().to_string()).collect();
+    assert_eq!(inner, vec!["/srv/d/f.txt".to_string()]);
     let content = img.read("/srv/d/f.txt").await.unwrap();
     assert_eq!(&content[..], b"abc");
     let dir = tempfile::tempdir().unwrap();
@@ -268,5 +278,5 @@ pub async fn tags_move_between_images() {
     let by_tag = client.images().use_image(tag.as_str()).expect("use");
     let done = by_tag.run("cat").arg("/who").wait().await.expect("run by tag");
     assert_eq!(done.stdout_text().unwrap(), "b\n");
-    let _ = Output::Bytes;
+    let _ = OutputTarget::bytes();
 }

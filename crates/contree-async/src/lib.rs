@@ -18,36 +18,21 @@
 pub(crate) use maybe_async::must_be_async as maybe;
 
 mod driver;
+mod flavor;
 mod streams;
 mod transport;
 
 #[doc(inline)]
 pub use contree_core::{
-    ContreeConfig, Error, ErrorKind, ExitStatus, ImageKind, ImageRef, ImageState, Result, RetryPolicy, RunOutput,
-    TimeFilter, models,
+    ContreeConfig, Error, ErrorKind, ExitStatus, FileSource, ImageKind, ImageRef, ImageState, IntoUuid, ProcessFailure,
+    Result, RetryPolicy, RunOutput, TimeFilter, UploadFileSpec, UploadedFile, models,
 };
-/// The async Contree client. Cheap to clone; clones share one connection pool.
-///
-/// ```no_run
-/// # async fn demo() -> contree_async::Result<()> {
-/// use contree_async::Contree;
-/// let client = Contree::builder().base_url("http://127.0.0.1:8080").token("…").build()?;
-/// let images = client.images().list().tagged(true).limit(10).send().await?;
-/// # Ok(()) }
-/// ```
-pub use driver::client::Client as Contree;
-/// Builds a [`Contree`] client from explicit settings.
-pub use driver::client::ClientBuilder as ContreeBuilder;
-pub use driver::files::{Files, UploadSource, UploadedFile};
-pub use driver::image::Archive;
-/// An image: an immutable value naming one filesystem state.
-pub use driver::image::Image as ContreeImage;
-pub use driver::images::{Images, ImportImage, IntoUuid, ListImages};
-/// A live handle to a running command (popen).
-pub use driver::process::Process as ContreeProcess;
-pub use driver::process::{RunEvent, RunEvents};
-pub use driver::run::{Detached, FileSource, Output, PreparedRun, ReaderState, RunTarget, Stdin, UploadFileSpec};
-/// A session: a cursor that follows each run's result image.
-pub use driver::session::Session as ContreeSession;
-pub use driver::session::SessionTarget;
+pub use driver::client::{Contree, ContreeBuilder};
+pub use driver::files::{Files, UploadSource};
+pub use driver::image::{Archive, ContreeImage, DirEntry};
+pub use driver::images::{Images, ImportImage, ListImages};
+pub use driver::operations::{ListOperations, Operations};
+pub use driver::process::{ContreeProcess, LineReader, RunEvent, RunEvents};
+pub use driver::run::{Detached, OutputTarget, PreparedRun, Stdin};
+pub use driver::session::{ContreeSession, SessionProcess, SessionTarget};
 pub use transport::{DynRead, DynWrite, PipeReader};

@@ -41,10 +41,72 @@ impl ListImages {
     }
 }
 
+impl crate::driver::operations::ListOperations {
+    /// The listing as a `Stream`, fetching pages on demand.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: contree_async::Contree) -> contree_async::Result<()> {
+    /// use futures_util::TryStreamExt;
+    /// let mut ops = client.operations().list().stream();
+    /// while let Some(op) = ops.try_next().await? {
+    ///     println!("{} {}", op.uuid, op.status);
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn stream(self) -> impl Stream<Item = Result<contree_core::models::OperationSummary>> + Send + Unpin + 'static {
+        let state = (self.pager().map_err(Some), VecDeque::new());
+        Box::pin(stream::unfold(state, |(mut pager, mut buffered)| async move {
+            loop {
+                if let Some(op) = buffered.pop_front() {
+                    return Some((Ok(op), (pager, buffered)));
+                }
+                match &mut pager {
+                    Err(e) => return e.take().map(|e| (Err(e), (pager, buffered))),
+                    Ok(p) => match p.next_page().await {
+                        Ok(Some(page)) => buffered.extend(page),
+                        Ok(None) => return None,
+                        Err(e) => return Some((Err(e), (Err(None), buffered))),
+                    },
+                }
+            }
+        }))
+    }
+}
+
+impl std::future::IntoFuture for crate::driver::operations::ListOperations {
+    type Output = Result<Vec<contree_core::models::OperationSummary>>;
+    type IntoFuture = std::pin::Pin<Box<dyn std::future::Future<Output = Self::Output> + Send + 'static>>;
+
+    /// Awaiting the builder sends it (`send()`).
+    fn into_future(self) -> Self::IntoFuture {
+        Box::pin(self.send())
+    }
+}
+
+impl std::future::IntoFuture for ListImages {
+    type Output = Result<Vec<Image>>;
+    type IntoFuture = std::pin::Pin<Box<dyn std::future::Future<Output = Self::Output> + Send + 'static>>;
+
+    /// Awaiting the builder sends it (`send()`).
+    fn into_future(self) -> Self::IntoFuture {
+        Box::pin(self.send())
+    }
+}
+
+impl std::future::IntoFuture for crate::driver::images::ImportImage {
+    type Output = Result<Image>;
+    type IntoFuture = std::pin::Pin<Box<dyn std::future::Future<Output = Self::Output> + Send + 'static>>;
+
+    /// Awaiting the builder sends it (`send()`).
+    fn into_future(self) -> Self::IntoFuture {
+        Box::pin(self.send())
+    }
+}
+
 impl crate::driver::run::PreparedRun<crate::driver::run::Detached> {
     /// The run's events as a `Stream`: stdout and stderr chunks as they arrive, the exit, then
     /// `Finished` with the result image. The run starts when the stream is first polled.
-    pub fn stream(&self) -> impl Stream<Item = Result<crate::driver::process::RunEvent>> + Send + Unpin + 'static {
+    pub fn stream(self) -> impl Stream<Item = Result<crate::driver::process::RunEvent>> + Send + Unpin + 'static {
         Box::pin(stream::unfold(Some(self.events()), |state| async move {
             let mut events = state?;
             match events.next_event().await {
@@ -60,8 +122,7 @@ impl std::future::IntoFuture for crate::driver::run::PreparedRun<crate::driver::
     type Output = Result<Image>;
     type IntoFuture = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Image>> + Send + 'static>>;
 
-    /// Awaiting a prepared run executes it. To execute it again, clone it first (or call
-    /// `wait()`, which borrows).
+    /// Awaiting a prepared run executes it (`wait()`). To execute it again, clone it first.
     fn into_future(self) -> Self::IntoFuture {
         Box::pin(async move { self.wait().await })
     }

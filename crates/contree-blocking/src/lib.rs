@@ -21,37 +21,22 @@
 pub(crate) use maybe_async::must_be_sync as maybe;
 
 mod driver;
+mod flavor;
 mod streams;
 mod transport;
 
 #[doc(inline)]
 pub use contree_core::{
-    ContreeConfig, Error, ErrorKind, ExitStatus, ImageKind, ImageRef, ImageState, Result, RetryPolicy, RunOutput,
-    TimeFilter, models,
+    ContreeConfig, Error, ErrorKind, ExitStatus, FileSource, ImageKind, ImageRef, ImageState, IntoUuid, ProcessFailure,
+    Result, RetryPolicy, RunOutput, TimeFilter, UploadFileSpec, UploadedFile, models,
 };
-/// The blocking Contree client. Cheap to clone; clones share one connection pool.
-///
-/// ```no_run
-/// # fn demo() -> contree_blocking::Result<()> {
-/// use contree_blocking::ContreeSync;
-/// let client = ContreeSync::builder().base_url("http://127.0.0.1:8080").token("…").build()?;
-/// let images = client.images().list().tagged(true).limit(10).send()?;
-/// # Ok(()) }
-/// ```
-pub use driver::client::Client as ContreeSync;
-/// Builds a [`ContreeSync`] client from explicit settings.
-pub use driver::client::ClientBuilder as ContreeSyncBuilder;
-pub use driver::files::{Files, UploadSource, UploadedFile};
-pub use driver::image::Archive;
-/// An image: an immutable value naming one filesystem state.
-pub use driver::image::Image as ContreeImageSync;
-pub use driver::images::{Images, ImportImage, IntoUuid, ListImages};
-/// A live handle to a running command (popen).
-pub use driver::process::Process as ContreeProcessSync;
-pub use driver::process::{RunEvent, RunEvents};
-pub use driver::run::{Detached, FileSource, Output, PreparedRun, ReaderState, RunTarget, Stdin, UploadFileSpec};
-/// A session: a cursor that follows each run's result image.
-pub use driver::session::Session as ContreeSessionSync;
-pub use driver::session::SessionTarget;
-pub use streams::{ImageIter, RunEventIter};
-pub use transport::{DynRead, DynWrite, PipeReader};
+pub use driver::client::{ContreeBuilderSync, ContreeSync};
+pub use driver::files::{FilesSync, UploadSourceSync};
+pub use driver::image::{ArchiveSync, ContreeImageSync, DirEntrySync};
+pub use driver::images::{ImagesSync, ImportImageSync, ListImagesSync};
+pub use driver::operations::{ListOperationsSync, OperationsSync};
+pub use driver::process::{ContreeProcessSync, LineReaderSync, RunEventSync, RunEventsSync};
+pub use driver::run::{DetachedSync, OutputTargetSync, PreparedRunSync, StdinSync};
+pub use driver::session::{ContreeSessionSync, SessionProcessSync, SessionTargetSync};
+pub use streams::{ImageIter, OperationIter, RunEventIter};
+pub use transport::{DynReadSync, DynWriteSync, PipeReaderSync};

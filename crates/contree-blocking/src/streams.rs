@@ -61,10 +61,79 @@ impl Iterator for ImageIter {
     }
 }
 
+impl crate::driver::operations::ListOperations {
+    /// The listing as an `Iterator`, fetching pages on demand.
+    ///
+    /// ```no_run
+    /// # fn demo(client: contree_blocking::ContreeSync) -> contree_blocking::Result<()> {
+    /// for op in client.operations().list().iter() {
+    ///     let op = op?;
+    ///     println!("{} {}", op.uuid, op.status);
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn iter(self) -> OperationIter {
+        OperationIter { pager: self.pager().map_err(Some), buffered: VecDeque::new() }
+    }
+}
+
+impl IntoIterator for crate::driver::operations::ListOperations {
+    type Item = Result<contree_core::models::OperationSummary>;
+    type IntoIter = OperationIter;
+
+    fn into_iter(self) -> OperationIter {
+        self.iter()
+    }
+}
+
+/// An operation listing, fetched page by page. An error ends the iteration after it is yielded.
+pub struct OperationIter {
+    pager: std::result::Result<crate::driver::operations::OperationPager, Option<contree_core::Error>>,
+    buffered: VecDeque<contree_core::models::OperationSummary>,
+}
+
+impl std::fmt::Debug for OperationIter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OperationIter").field("buffered", &self.buffered.len()).finish_non_exhaustive()
+    }
+}
+
+impl Iterator for OperationIter {
+    type Item = Result<contree_core::models::OperationSummary>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if let Some(op) = self.buffered.pop_front() {
+                return Some(Ok(op));
+            }
+            match &mut self.pager {
+                Err(e) => return e.take().map(Err),
+                Ok(p) => match p.next_page() {
+                    Ok(Some(page)) => self.buffered.extend(page),
+                    Ok(None) => return None,
+                    Err(e) => {
+                        self.pager = Err(None);
+                        return Some(Err(e));
+                    }
+                },
+            }
+        }
+    }
+}
+
+impl Iterator for crate::driver::process::LineReader {
+    type Item = Result<String>;
+
+    /// The next line; see `next_line`.
+    fn next(&mut self) -> Option<Result<String>> {
+        self.next_line().transpose()
+    }
+}
+
 impl crate::driver::run::PreparedRun<crate::driver::run::Detached> {
     /// The run's events as an `Iterator`: stdout and stderr chunks as they arrive, the exit,
     /// then `Finished` with the result image. The run starts on the first `next()`.
-    pub fn stream(&self) -> RunEventIter {
+    pub fn stream(self) -> RunEventIter {
         RunEventIter { events: Some(self.events()) }
     }
 }

@@ -27,9 +27,13 @@ pub(crate) fn apply_timeout(req: RequestBuilder, timeout: crate::driver::http::T
 }
 
 /// Any byte source a user can hand us: `std::io::Read`.
-pub type DynRead = Box<dyn Read + Send + 'static>;
+pub type DynReadSync = Box<dyn Read + Send + 'static>;
 /// Any byte sink a user can hand us: `std::io::Write`.
-pub type DynWrite = Box<dyn Write + Send + 'static>;
+pub type DynWriteSync = Box<dyn Write + Send + 'static>;
+// The driver's neutral names for this flavor's public ones (see `crate::flavor`).
+pub(crate) type DynRead = DynReadSync;
+pub(crate) type DynWrite = DynWriteSync;
+pub(crate) type PipeReader = PipeReaderSync;
 
 pub(crate) fn sleep(d: Duration) {
     std::thread::sleep(d)
@@ -188,14 +192,14 @@ pub(crate) fn recv_done<T>(rx: tokio::sync::oneshot::Receiver<T>) -> Option<T> {
 }
 
 /// A live output stream of a process (`std::io::Read`), fed by its event stream.
-pub struct PipeReader {
+pub struct PipeReaderSync {
     rx: tokio::sync::mpsc::UnboundedReceiver<Bytes>,
     leftover: Bytes,
 }
 
 impl std::fmt::Debug for PipeReader {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PipeReader").field("buffered", &self.leftover.len()).finish()
+        f.debug_struct("PipeReaderSync").field("buffered", &self.leftover.len()).finish()
     }
 }
 

@@ -218,6 +218,8 @@ pub async fn connection_refused_is_transport_not_sent() {
         assert_eq!(err.status(), None);
         assert_eq!(err.method(), Some("GET"));
         assert_eq!(err.url(), Some(format!("{base}/v1/whoami").as_str()));
+        // One line: what failed, against which URL, and why.
+        assert_eq!(err.to_string(), format!("cannot connect to {base}/v1/whoami: connection refused"));
         assert_no_secret(&format!("{err:?}"), TOKEN);
 
         let err = client.files().upload(b"bytes".to_vec()).await.unwrap_err();

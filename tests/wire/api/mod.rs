@@ -21,6 +21,7 @@ mod errors;
 mod files;
 mod images;
 mod imports;
+mod operations;
 mod retry;
 
 pub use bad_input::*;
@@ -29,6 +30,7 @@ pub use errors::*;
 pub use files::*;
 pub use images::*;
 pub use imports::*;
+pub use operations::*;
 pub use retry::*;
 
 /// The one list of scenarios. Each entry file passes its own test-generating macro, so a
@@ -101,6 +103,12 @@ macro_rules! api_scenarios {
             retry_after_is_honoured,
             retry_after_is_capped,
             retry_policy_none_disables_retries,
+            // operations
+            operations_list_sends_filters_and_paginates,
+            operations_list_limit_takes_the_first_n,
+            operations_unknown_status_and_kind_parse,
+            operations_get_and_cancel,
+            operations_bad_input_fails_before_any_request,
             // bad input
             bad_tags_fail_before_any_request,
             bad_uuids_fail_before_any_request,

@@ -13,6 +13,7 @@ pub mod fake;
 mod cancel;
 mod inspect;
 mod misuse;
+mod parity;
 mod popen;
 mod results;
 mod session;
@@ -22,6 +23,7 @@ mod sse;
 pub use cancel::*;
 pub use inspect::*;
 pub use misuse::*;
+pub use parity::*;
 pub use popen::*;
 pub use results::*;
 pub use session::*;
@@ -83,7 +85,13 @@ macro_rules! exec_scenarios {
             download_is_atomic_when_the_body_breaks,
             archive_is_saved_to_a_file,
             apply_files_runs_true_with_the_files_and_keeps_the_image,
-            tag_as_and_untag_an_image
+            tag_as_and_untag_an_image,
+            session_popen_moves_the_session_when_it_finishes,
+            session_tag_as_moves_the_session,
+            prepared_run_shows_its_stdin,
+            process_text_mode_yields_checked_lines,
+            apply_files_takes_specs_and_plain_paths,
+            dir_entries_read_list_and_download
         );
     };
 }

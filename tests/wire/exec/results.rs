@@ -8,7 +8,7 @@ use wiremock::ResponseTemplate;
 use wiremock::matchers::{method, path};
 
 use super::fake::{self, IMAGE, OP, RESULT, Reply};
-use crate::flavor::Output;
+use crate::flavor::OutputTarget;
 use contree::ImageState;
 
 #[crate::maybe]
@@ -97,9 +97,10 @@ pub async fn output_goes_to_a_path_a_writer_or_nowhere() {
 
     let prepared = image
         .run("job")
-        .stdout(Output::path(&out_path))
-        .stderr(Output::writer(Box::new(sink.clone()) as crate::flavor::DynWrite));
-    let done = prepared.wait().await.expect("run");
+        .stdout(OutputTarget::path(&out_path))
+        .stderr(OutputTarget::writer(Box::new(sink.clone()) as crate::flavor::DynWrite));
+    // A clone is the same prepared run (its writer is shared), executed again below.
+    let done = prepared.clone().wait().await.expect("run");
     assert_eq!(std::fs::read_to_string(&out_path).unwrap(), "to the file\n");
     assert_eq!(sink.contents(), b"to the writer\n");
     // The bytes stay readable on the result too.
@@ -108,7 +109,7 @@ pub async fn output_goes_to_a_path_a_writer_or_nowhere() {
     prepared.wait().await.expect("second execution");
     assert_eq!(sink.contents(), b"to the writer\nto the writer\n");
 
-    let done = image.run("job").stdout(Output::Discard).stderr(Output::Text).wait().await.expect("run");
+    let done = image.run("job").stdout(OutputTarget::discard()).stderr(OutputTarget::text()).wait().await.expect("run");
     assert_eq!(done.stdout().unwrap(), b"");
     assert_eq!(done.stderr_text().unwrap(), "to the writer\n");
 }
@@ -120,7 +121,7 @@ pub async fn invalid_utf8_with_text_output_is_a_decode_error() {
     reply.stdout = vec![b'o', b'k', 0xff, 0xfe];
     fake::mount_run(&mock, OP, &reply);
     let image = fake::image(&client);
-    let err = image.run("cat").stdout(Output::Text).wait().await.unwrap_err();
+    let err = image.run("cat").stdout(OutputTarget::text()).wait().await.unwrap_err();
     assert!(err.is_decode(), "{err:?}");
     assert!(err.to_string().contains("stdout"), "{err}");
     // As bytes the same output is fine.

@@ -135,7 +135,8 @@ pub async fn stdin_from_path_and_reader_reader_read_once() {
 
     let reader: DynRead = Box::new(std::io::Cursor::new(b"streamed input\n".to_vec()));
     let prepared = image.run("cat").stdin(Stdin::reader(reader));
-    prepared.wait().await.expect("first execution");
+    // A clone shares the reader: the second execution reuses the bytes the first one read.
+    prepared.clone().wait().await.expect("first execution");
     prepared.wait().await.expect("second execution reuses the bytes");
 
     let bodies = fake::spawn_bodies(&mock);
