@@ -109,8 +109,10 @@
 //!     .apply_files([UploadFileSpec::new("/app/run.sh", b"echo ok\n".to_vec()).mode(0o755)])
 //!     .await?;
 //! assert_eq!(app.run("/app/run.sh").await?.stdout_text()?, "ok\n");
-//! let saved = app.download("/app/run.sh", None).await?; // ./run.sh
-//! # let _ = saved;
+//! let saved = app.download_here("/app/run.sh").await?; // ./run.sh
+//! let listing = app.ls("/app").await?; // entries can be read, downloaded, listed
+//! assert_eq!(listing[0].read().await?, saved_bytes(&saved));
+//! # fn saved_bytes(p: &std::path::Path) -> Vec<u8> { std::fs::read(p).unwrap() }
 //! # Ok(()) }
 //! ```
 //!
@@ -202,3 +204,8 @@ pub mod blocking {
         SessionTargetSync, StdinSync, UploadSourceSync,
     };
 }
+
+/// The README's code blocks, compiled as doctests (the taste is `examples/taste.rs`).
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

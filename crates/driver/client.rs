@@ -13,6 +13,7 @@ use super::images::Images;
 
 crate::flavor::declare! {
     /// A Contree client. Cheap to clone: clones share one connection pool.
+    #[doc = crate::doc_examples::example!(client)]
     #[derive(Clone)]
     pub struct Client {
         pub(crate) inner: Arc<ClientInner>,
@@ -45,11 +46,13 @@ impl Client {
     /// A client configured the way the official tools are: environment variables
     /// (`CONTREE_TOKEN`, `CONTREE_URL`, `CONTREE_PROJECT`, `NEBIUS_API_KEY`, …) over the active
     /// profile of `$CONTREE_HOME/auth.ini` (written by `contree auth`).
+    #[doc = crate::doc_examples::example!(client)]
     pub fn from_env() -> Result<Self> {
         Client::new(ContreeConfig::from_env()?)
     }
 
     /// A builder starting from the default configuration (no environment lookup).
+    #[doc = crate::doc_examples::example!(builder)]
     pub fn builder() -> ClientBuilder {
         ClientBuilder { config: ContreeConfig::default() }
     }
@@ -66,6 +69,7 @@ impl Client {
 
     /// Who the token belongs to, its permissions and limits (`GET /v1/whoami`). The answer is
     /// cached; see [`cached_whoami`](Self::cached_whoami).
+    #[doc = crate::doc_examples::example!(client)]
     #[crate::maybe]
     pub async fn whoami(&self) -> Result<WhoAmIResponse> {
         let http = &self.inner.http;
@@ -87,16 +91,19 @@ impl Client {
     }
 
     /// Images: list, look up, import, tag.
+    #[doc = crate::doc_examples::example!(images)]
     pub fn images(&self) -> Images {
         Images::new(self.clone())
     }
 
     /// Content-addressed file uploads.
+    #[doc = crate::doc_examples::example!(files)]
     pub fn files(&self) -> Files {
         Files::new(self.clone())
     }
 
     /// Operations (runs and imports on the server): list, get, cancel.
+    #[doc = crate::doc_examples::example!(operations)]
     pub fn operations(&self) -> super::operations::Operations {
         super::operations::Operations::new(self.clone())
     }
@@ -108,6 +115,7 @@ impl Client {
 
 crate::flavor::declare! {
     /// Builds a client from explicit settings. Finish with [`build`](Self::build).
+    #[doc = crate::doc_examples::example!(builder)]
     #[derive(Debug, Clone)]
     pub struct ClientBuilder {
         config: ContreeConfig,

@@ -80,6 +80,7 @@ impl From<&'static [u8]> for UploadSource {
 
 crate::flavor::declare! {
     /// The files area of the API. Get it with `client.files()`.
+    #[doc = crate::doc_examples::example!(files)]
     #[derive(Debug, Clone)]
     pub struct Files {
         client: Client,
@@ -92,6 +93,7 @@ impl Files {
     }
 
     /// Uploads unless the server already has the same content; returns the stored file.
+    #[doc = crate::doc_examples::example!(files)]
     #[crate::maybe]
     pub async fn upload(&self, source: impl Into<UploadSource>) -> Result<UploadedFile> {
         let chunk = self.client.config().file_upload_chunk_size.max(4096);

@@ -20,6 +20,7 @@ use crate::transport::{self, Response};
 
 crate::flavor::declare! {
     /// An image. Cheap to clone; running it never changes it.
+    #[doc = crate::doc_examples::example!(image)]
     #[derive(Clone)]
     pub struct Image {
         pub(crate) client: Client,
@@ -115,6 +116,7 @@ impl Image {
     }
 
     /// Gives this image `tag` (moving it from any other image) and returns the tagged image.
+    #[doc = crate::doc_examples::example!(image_tag_as)]
     #[crate::maybe]
     pub async fn tag_as(&self, tag: &str) -> Result<Image> {
         validate::tag("tag", tag)?;
@@ -142,6 +144,7 @@ impl Image {
 
     /// Prepares a run of `program` (add arguments with `.arg`/`.args`). Nothing is sent until
     /// it is executed; the image itself never changes.
+    #[doc = crate::doc_examples::example!(image_run)]
     pub fn run(&self, program: impl Into<String>) -> PreparedRun {
         PreparedRun {
             image: self.clone(),
@@ -160,6 +163,7 @@ impl Image {
     }
 
     /// Prepares a shell command (`sh -c`, with the image's preserved env).
+    #[doc = crate::doc_examples::example!(image_shell)]
     pub fn shell(&self, command: impl Into<String>) -> PreparedRun {
         PreparedRun {
             image: self.clone(),
@@ -170,6 +174,7 @@ impl Image {
 
     /// Starts `argv` at once and returns a live process handle (popen). For options, use
     /// `image.run(..)…spawn()`.
+    #[doc = crate::doc_examples::example!(image_popen)]
     #[crate::maybe]
     pub async fn popen<I, S>(&self, argv: I) -> Result<Process>
     where
@@ -186,6 +191,7 @@ impl Image {
     }
 
     /// A session starting at this image.
+    #[doc = crate::doc_examples::example!(image_session)]
     pub fn session(&self) -> Session {
         let mut start = self.clone();
         start.output = None;
@@ -248,6 +254,7 @@ impl Image {
     }
 
     /// Turns a non-zero exit into a ProcessFailed error carrying the command and output.
+    #[doc = crate::doc_examples::example!(image_check)]
     pub fn check(self) -> Result<Image> {
         let out = self.output()?;
         if out.status.success() {
@@ -264,6 +271,7 @@ impl Image {
 
     /// Lists a directory of the image (`GET /inspect/{uuid}/list`). Each entry knows its full
     /// path, so it can be read, downloaded or listed in turn.
+    #[doc = crate::doc_examples::example!(image_ls)]
     #[crate::maybe]
     pub async fn ls(&self, path: &str) -> Result<Vec<DirEntry>> {
         validate::absolute_path("path", path)?;
@@ -280,6 +288,7 @@ impl Image {
     }
 
     /// Reads a file of the image into memory (`GET /inspect/{uuid}/download`).
+    #[doc = crate::doc_examples::example!(image_read)]
     #[crate::maybe]
     pub async fn read(&self, path: &str) -> Result<Bytes> {
         let resp = self.open_download(path, "download").await?;
@@ -302,6 +311,7 @@ impl Image {
 
     /// Streams a file of the image to `local`, atomically: the bytes land in a temp file next
     /// to it, which is renamed into place only when complete. Returns the local path.
+    #[doc = crate::doc_examples::example!(image_download)]
     #[crate::maybe]
     pub async fn download(&self, path: &str, local: impl AsRef<Path>) -> Result<PathBuf> {
         let local = local.as_ref().to_path_buf();
@@ -312,6 +322,7 @@ impl Image {
 
     /// Streams a file of the image to `./<file name>` (the Python SDK's default), atomically.
     /// Returns the local path.
+    #[doc = crate::doc_examples::example!(image_download)]
     #[crate::maybe]
     pub async fn download_here(&self, path: &str) -> Result<PathBuf> {
         let local = local_name(path)?;
@@ -319,6 +330,7 @@ impl Image {
     }
 
     /// Opens a PAX tar archive of a file or directory of the image (`GET …/archive`).
+    #[doc = crate::doc_examples::example!(image_archive)]
     #[crate::maybe]
     pub async fn archive(&self, path: &str) -> Result<Archive> {
         let resp = self.open_download(path, "archive").await?;
@@ -338,6 +350,7 @@ impl Image {
     /// Bakes files into a new image (a `true` run with the files, kept as an image). Each
     /// item is a `(destination, source)` pair, an [`UploadFileSpec`](contree_core::UploadFileSpec)
     /// (mode, owner), or a plain local path, which lands at `/<file name>` as in the Python SDK.
+    #[doc = crate::doc_examples::example!(image_apply_files)]
     #[crate::maybe]
     pub async fn apply_files<I>(&self, files: I) -> Result<Image>
     where
@@ -357,6 +370,7 @@ impl Image {
 
 crate::flavor::declare! {
     /// A streamed tar archive of part of an image.
+    #[doc = crate::doc_examples::example!(image_archive)]
     pub struct Archive {
         resp: Response,
         idle: Duration,
@@ -397,6 +411,7 @@ crate::flavor::declare! {
     /// One entry of a directory listing (an image's `ls`): the server's record plus
     /// where it is, so it can be read, downloaded or listed without rebuilding paths. Derefs
     /// to the record ([`FileItem`]: size, mode, owner, `is_dir`, …).
+    #[doc = crate::doc_examples::example!(dir_entry)]
     #[derive(Clone)]
     pub struct DirEntry {
         item: FileItem,

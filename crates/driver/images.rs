@@ -14,6 +14,7 @@ use super::image::Image;
 
 crate::flavor::declare! {
     /// The images area of the API. Get it with `client.images()`.
+    #[doc = crate::doc_examples::example!(images)]
     #[derive(Debug, Clone)]
     pub struct Images {
         client: Client,
@@ -27,6 +28,7 @@ impl Images {
 
     /// Lists images. Set filters on the returned builder, then `send()` for a `Vec`, or
     /// iterate lazily page by page (a `Stream` in async, an `Iterator` in blocking).
+    #[doc = crate::doc_examples::example!(images_list)]
     pub fn list(&self) -> ListImages {
         ListImages {
             client: self.client.clone(),
@@ -45,6 +47,7 @@ impl Images {
     /// An image by UUID or tag, without any request: a tag is resolved by the server when the
     /// image runs. OCI references are normalized (`docker://docker.io/library/ubuntu:latest`
     /// and `ubuntu:latest` name the same tag).
+    #[doc = crate::doc_examples::example!(images)]
     pub fn use_image(&self, reference: impl IntoImageRef) -> Result<Image> {
         Ok(Image::from_ref(self.client.clone(), reference.into_image_ref()?))
     }
@@ -69,6 +72,7 @@ impl Images {
 
     /// The image holding this tag. Reads the 302 of `GET /inspect/?tag=` (never followed),
     /// then fetches the image.
+    #[doc = crate::doc_examples::example!(images_get_by_tag)]
     #[crate::maybe]
     pub async fn get_by_tag(&self, tag: &str) -> Result<Image> {
         let uuid = self.resolve_tag(tag).await?;
@@ -108,6 +112,7 @@ impl Images {
 
     /// "Use it if present, else import it": the image holding the reference's tag, or an
     /// import of the reference. A UUID is only looked up.
+    #[doc = crate::doc_examples::example!(images_oci)]
     pub fn oci(&self, reference: &str) -> ImportImage {
         ImportImage::new(self.client.clone(), reference, ImportMode::UseOrImport)
     }
@@ -118,6 +123,7 @@ impl Images {
     }
 
     /// Gives the image `tag`, moving it from any other image (`PATCH /images/{uuid}/tag`).
+    #[doc = crate::doc_examples::example!(images_tag)]
     #[crate::maybe]
     pub async fn tag(&self, uuid: impl IntoUuid, tag: &str) -> Result<Image> {
         let uuid = uuid.into_uuid("uuid")?;
@@ -157,6 +163,7 @@ impl Images {
 
 crate::flavor::declare! {
     /// Builder for an image listing. Ends in `send()`.
+    #[doc = crate::doc_examples::example!(images_list)]
     #[derive(Debug, Clone)]
     pub struct ListImages {
         pub(crate) client: Client,
@@ -322,6 +329,7 @@ enum ImportMode {
 
 crate::flavor::declare! {
     /// Builder for an import (or "use or import"). Ends in `send()`.
+    #[doc = crate::doc_examples::example!(images_oci)]
     #[derive(Clone)]
     pub struct ImportImage {
         client: Client,

@@ -5,6 +5,17 @@
 //! Whatever truly differs per flavor (the reqwest client type, sleeping, file I/O, streams
 //! versus iterators) lives in each crate's `transport` module, which has the same item names
 //! in both. Never copy code from here into a flavor crate.
+//!
+//! How each flavor package contains this folder: `crates/contree-async/src/driver` and
+//! `crates/contree-blocking/src/driver` are symlinks to it, and each flavor says `mod driver;`.
+//! `cargo package` packs the files a symlink points to, so each published `.crate` carries its
+//! own copy of the driver (a `#[path]` leaving the package would not be packed), while the
+//! repository keeps one source. `.ci/package` checks it with a verified `cargo package`.
+//!
+//! Names: each public type is declared through `crate::flavor::declare!`, which gives it the
+//! flavor's public name (`Client` becomes `Contree` or `ContreeSync`) plus a crate-private
+//! alias with the neutral name used here; rustdoc and compiler messages show the public
+//! names. Doc examples come from `crate::doc_examples::example!`, one text per flavor.
 
 pub(crate) mod client;
 pub(crate) mod events;

@@ -11,6 +11,7 @@ use super::client::Client;
 crate::flavor::declare! {
     /// The operations area of the API (runs and imports on the server). Get it with the
     /// client's `operations()`.
+    #[doc = crate::doc_examples::example!(operations)]
     #[derive(Debug, Clone)]
     pub struct Operations {
         client: Client,
@@ -25,6 +26,7 @@ impl Operations {
     /// Lists operations, newest first. Set filters on the returned builder, then `send()` for
     /// a `Vec`, or iterate lazily page by page (a `Stream` in async, an `Iterator` in
     /// blocking).
+    #[doc = crate::doc_examples::example!(operations)]
     pub fn list(&self) -> ListOperations {
         ListOperations {
             client: self.client.clone(),
@@ -39,6 +41,7 @@ impl Operations {
     }
 
     /// One operation's full record (`GET /operations/{id}`).
+    #[doc = crate::doc_examples::example!(operations_get)]
     #[crate::maybe]
     pub async fn get(&self, id: impl IntoUuid) -> Result<OperationResponse> {
         let id = id.into_uuid("id")?.to_string();
@@ -48,6 +51,7 @@ impl Operations {
 
     /// Cancels an operation (`DELETE /operations/{id}`). Cancelling one that already finished
     /// is not an error.
+    #[doc = crate::doc_examples::example!(operations)]
     #[crate::maybe]
     pub async fn cancel(&self, id: impl IntoUuid) -> Result<()> {
         let id = id.into_uuid("id")?.to_string();
@@ -57,6 +61,7 @@ impl Operations {
 
 crate::flavor::declare! {
     /// Builder for an operation listing. Ends in `send()`, or iterate it lazily.
+    #[doc = crate::doc_examples::example!(operations)]
     #[derive(Debug, Clone)]
     pub struct ListOperations {
         pub(crate) client: Client,

@@ -28,7 +28,9 @@ use crate::transport::{self, PipeReader};
 
 crate::flavor::declare! {
     /// One thing that happened in a live run.
+    #[doc = crate::doc_examples::example!(run_events)]
     #[derive(Debug, Clone)]
+    #[non_exhaustive]
     pub enum RunEvent {
         /// A chunk of standard output.
         Stdout(Bytes),
@@ -56,6 +58,7 @@ struct Following {
 
 crate::flavor::declare! {
     /// A run's events in order, starting the run on the first call.
+    #[doc = crate::doc_examples::example!(run_events)]
     pub struct RunEvents {
         image: Image,
         spec: RunSpec,
@@ -176,6 +179,7 @@ crate::flavor::declare! {
     /// A process's live output as lines of text (text mode). Each line is checked to be
     /// UTF-8 (a Decode error otherwise) and comes without its line ending (`\n` or `\r\n`);
     /// a last line without a newline is still returned.
+    #[doc = crate::doc_examples::example!(image_popen)]
     pub struct LineReader {
         pipe: PipeReader,
         pending: Vec<u8>,
@@ -264,6 +268,7 @@ impl ProcessDriver {
 
 crate::flavor::declare! {
     /// A running command: a live handle to an operation (popen).
+    #[doc = crate::doc_examples::example!(process)]
     pub struct Process {
         client: Client,
         op_id: String,
@@ -342,6 +347,7 @@ impl Process {
 
     /// Text mode for stdout: the live output as lines of UTF-8 text (taken once, like
     /// [`stdout`](Self::stdout)).
+    #[doc = crate::doc_examples::example!(image_popen)]
     pub fn stdout_lines(&mut self) -> Option<LineReader> {
         self.stdout.take().map(LineReader::new)
     }
@@ -353,6 +359,7 @@ impl Process {
 
     /// Waits for the end and returns the exit status. With `check(true)`, a non-zero exit is
     /// a ProcessFailed error carrying the command, the code and the output.
+    #[doc = crate::doc_examples::example!(process)]
     #[crate::maybe]
     pub async fn wait(&mut self) -> Result<ExitStatus> {
         let image = self.result().await?;
@@ -406,6 +413,7 @@ impl Process {
     }
 
     /// Writes `input` to stdin (if any), closes it, waits, and returns (stdout, stderr).
+    #[doc = crate::doc_examples::example!(prepared_spawn)]
     #[crate::maybe]
     pub async fn communicate(&mut self, input: impl Into<Bytes>) -> Result<(Bytes, Bytes)> {
         let input = input.into();
@@ -454,6 +462,7 @@ impl Process {
     }
 
     /// Kills the process with SIGKILL; see [`signal`](Self::signal).
+    #[doc = crate::doc_examples::example!(process_kill)]
     #[crate::maybe]
     pub async fn kill(&self) -> Result<()> {
         self.signal("KILL").await

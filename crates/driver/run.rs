@@ -33,6 +33,7 @@ crate::flavor::declare! {
     /// Where a run's standard input comes from: nothing (the default), text or bytes (`From`
     /// impls), a local file ([`path`](Self::path)), a reader ([`reader`](Self::reader)) or a
     /// pipe kept open for writes after the start ([`piped`](Self::piped)).
+    #[doc = crate::doc_examples::example!(stdin)]
     #[derive(Clone, Default)]
     pub struct Stdin {
         source: StdinSource,
@@ -218,6 +219,7 @@ crate::flavor::declare! {
     /// Where a run's stdout or stderr goes once the run finishes (named for where the output
     /// goes; `std::process::Output` is a result, this is a destination). In every case but
     /// [`discard`](Self::discard) the bytes also stay readable on the result image.
+    #[doc = crate::doc_examples::example!(output_target)]
     #[derive(Clone, Default)]
     pub struct OutputTarget {
         target: Target,
@@ -429,6 +431,7 @@ crate::flavor::declare! {
     /// of terminal verbs (`.await`/`wait()` for the finished result, `spawn()` for a live
     /// process handle, `stream()` for live events). `T` says what the run is bound to: an
     /// image run (the default) or a session run, which advances its session.
+    #[doc = crate::doc_examples::example!(prepared_run)]
     #[derive(Debug, Clone)]
     pub struct PreparedRun<T = Detached> {
         pub(crate) image: Image,
@@ -602,6 +605,7 @@ impl<T> PreparedRun<T> {
     }
 
     /// The standard input this run was configured with (Python's `stdin` property).
+    #[doc = crate::doc_examples::example!(stdin)]
     pub fn stdin_config(&self) -> &Stdin {
         &self.spec.stdin
     }
@@ -610,18 +614,21 @@ impl<T> PreparedRun<T> {
 impl PreparedRun<Detached> {
     /// Executes the run and returns the result image (state SUCCEEDED). To execute it again
     /// (each execution is a new branch), clone it first: clones are cheap.
+    #[doc = crate::doc_examples::example!(prepared_wait)]
     #[crate::maybe]
     pub async fn wait(self) -> Result<Image> {
         execute(&self.image, &self.spec).await
     }
 
     /// Starts the run and returns a live process handle at once (popen).
+    #[doc = crate::doc_examples::example!(prepared_spawn)]
     #[crate::maybe]
     pub async fn spawn(self) -> Result<super::process::Process> {
         super::process::Process::start(&self.image, &self.spec).await
     }
 
     /// Events as they happen: stdout and stderr chunks, the exit, then the finished result.
+    #[doc = crate::doc_examples::example!(run_events)]
     pub fn events(self) -> super::process::RunEvents {
         super::process::RunEvents::new(self.image, self.spec)
     }

@@ -11,6 +11,7 @@ use super::run::{PreparedRun, RunSpec};
 
 crate::flavor::declare! {
     /// A session: the current image plus the images it went through.
+    #[doc = crate::doc_examples::example!(session)]
     #[derive(Debug, Clone)]
     pub struct Session {
         current: Image,
@@ -41,6 +42,7 @@ impl Session {
     }
 
     /// Runs `program` from the current image; the session advances to the result.
+    #[doc = crate::doc_examples::example!(session)]
     pub fn run(&mut self, program: impl Into<String>) -> PreparedRun<SessionTarget<'_>> {
         let spec = RunSpec::program(&program.into(), false, false);
         PreparedRun { image: self.current.clone(), spec, target: SessionTarget { session: self } }
@@ -64,6 +66,7 @@ impl Session {
 
     /// Starts `argv` from the current image and returns a live process handle (popen). When
     /// the process finishes, the session moves to its result (see the returned handle).
+    #[doc = crate::doc_examples::example!(session_popen)]
     #[crate::maybe]
     pub async fn popen<I, S>(&mut self, argv: I) -> Result<SessionProcess<'_>>
     where
@@ -80,6 +83,7 @@ impl Session {
     }
 
     /// Tags the current image and moves the session onto the tagged image (as in Python).
+    #[doc = crate::doc_examples::example!(session_tag_as)]
     #[crate::maybe]
     pub async fn tag_as(&mut self, tag: &str) -> Result<Image> {
         let tagged = self.current.tag_as(tag).await?;
@@ -156,6 +160,7 @@ crate::flavor::declare! {
     /// methods that wait for the end also move the session to the result (unless the run is
     /// disposable, failed or was cancelled). Dropping it before the end cancels the run and
     /// leaves the session where it was.
+    #[doc = crate::doc_examples::example!(session_popen)]
     pub struct SessionProcess<'a> {
         process: Process,
         session: &'a mut Session,

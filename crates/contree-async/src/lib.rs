@@ -17,6 +17,7 @@
 
 pub(crate) use maybe_async::must_be_async as maybe;
 
+mod doc_examples;
 mod driver;
 mod flavor;
 mod streams;

@@ -20,6 +20,7 @@
 
 pub(crate) use maybe_async::must_be_sync as maybe;
 
+mod doc_examples;
 mod driver;
 mod flavor;
 mod streams;
