@@ -27,7 +27,8 @@ macro_rules! e2e_scenarios {
             popen_kill_ends_the_process,
             inspect_lists_reads_and_downloads,
             path_escapes_read_nothing,
-            tags_move_between_images
+            tags_move_between_images,
+            session_popen_text_mode_tag_as_and_operations
         );
     };
 }
@@ -279,4 +280,42 @@ pub async fn tags_move_between_images() {
     let done = by_tag.run("cat").arg("/who").wait().await.expect("run by tag");
     assert_eq!(done.stdout_text().unwrap(), "b\n");
     let _ = OutputTarget::bytes();
+}
+
+/// Python parity on a real server: a session's popen moves the session when it finishes, text
+/// mode yields checked lines, `apply_files` takes file specs, `tag_as` moves the session, and
+/// the operations API lists and reads what ran.
+#[crate::maybe]
+pub async fn session_popen_text_mode_tag_as_and_operations() {
+    let (client, base) = base();
+    let mut session = base.session();
+    let mut process = session.popen_shell("printf 'one\\ntwo\\n' > /lines; cat /lines").await.expect("popen");
+    let mut lines = process.stdout_lines().expect("stdout lines");
+    let mut got = Vec::new();
+    while let Some(line) = lines.next_line().await.expect("a UTF-8 line") {
+        got.push(line);
+    }
+    assert_eq!(got, ["one", "two"]);
+    let status = process.wait().await.expect("wait");
+    assert!(status.success());
+    drop(process);
+    let moved = session.image().read("/lines").await.expect("the session moved to the process's result");
+    assert_eq!(&moved[..], b"one\ntwo\n");
+
+    let spec = contree::UploadFileSpec::new("/etc/parity.conf", b"k=v\n".to_vec()).mode(0o600);
+    session.apply_files([spec]).await.expect("apply_files with a spec");
+    let mode = session.run("stat").args(["-c", "%a", "/etc/parity.conf"]).wait().await.expect("stat");
+    assert_eq!(mode.stdout_text().unwrap(), "600\n");
+
+    let tag = format!("e2e-parity-{}", std::process::id());
+    session.tag_as(&tag).await.expect("tag_as");
+    assert_eq!(session.image().tag(), Some(tag.as_str()));
+    let found = client.images().get_by_tag(&tag).await.expect("lookup");
+    assert_eq!(found.uuid(), session.image().uuid());
+
+    let ops = client.operations().list().limit(5).send().await.expect("list operations");
+    assert!(!ops.is_empty(), "the runs above are operations");
+    let op = client.operations().get(ops[0].uuid).await.expect("get an operation");
+    assert_eq!(op.uuid, ops[0].uuid);
+    assert!(op.status.is_terminal() || op.status.is_active(), "{:?}", op.status);
 }

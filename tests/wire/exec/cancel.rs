@@ -208,6 +208,7 @@ pub async fn stream_over_polling_fallback_replays_the_output() {
             crate::flavor::RunEvent::Stderr(b) => format!("stderr:{}", String::from_utf8_lossy(&b)),
             crate::flavor::RunEvent::Exit(s) => format!("exit:{}", s.code_or_minus_one()),
             crate::flavor::RunEvent::Finished(_) => "finished".into(),
+            other => format!("unexpected:{other:?}"),
         })
         .collect();
     assert_eq!(names, ["stdout:out\n", "stderr:err\n", "exit:3", "finished"]);

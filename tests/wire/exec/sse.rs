@@ -20,6 +20,7 @@ fn names(events: &[RunEvent]) -> Vec<String> {
             RunEvent::Stderr(b) => format!("stderr:{}", String::from_utf8_lossy(b)),
             RunEvent::Exit(s) => format!("exit:{}", s.code_or_minus_one()),
             RunEvent::Finished(_) => "finished".to_string(),
+            other => format!("unexpected:{other:?}"),
         })
         .collect()
 }
