@@ -18,6 +18,9 @@ mod flavor {
         list.stream().try_collect().await
     }
 
+    /// What `Debug` calls the client, the images area, an image and the operations area.
+    pub const PUBLIC_NAMES: [&str; 4] = ["Contree", "Images", "ContreeImage", "Operations"];
+
     /// Every operation of the listing, through its lazy `Stream` face.
     pub async fn collect_operations(list: ListOperations) -> contree::Result<Vec<contree::models::OperationSummary>> {
         use futures_util::TryStreamExt;

@@ -22,6 +22,9 @@ mod flavor {
         list.iter().collect()
     }
 
+    /// What `Debug` calls the client, the images area, an image and the operations area.
+    pub const PUBLIC_NAMES: [&str; 4] = ["ContreeSync", "ImagesSync", "ContreeImageSync", "OperationsSync"];
+
     /// Every operation of the listing, through its lazy `Iterator` face.
     pub fn collect_operations(list: ListOperations) -> contree::Result<Vec<contree::models::OperationSummary>> {
         list.iter().collect()

@@ -8,9 +8,8 @@ const REMOTE_IMAGE: &str = "busybox:latest";
 /// The embedded server could not start (typically: not root). One line with both ways out.
 fn cannot_start(e: impl std::fmt::Display) -> contree::Error {
     contree::Error::config(format!(
-        "no Contree credentials are configured and the embedded contree-local server cannot start ({e}); \
-         either run as root (it sandboxes with Linux namespaces and overlayfs) or configure credentials \
-         (set CONTREE_TOKEN, or run `contree auth`)"
+        "no Contree credentials are configured, and the embedded contree-local server cannot start ({e}); \
+         two ways out: run as root, or configure credentials (set CONTREE_TOKEN, or run `contree auth`)"
     ))
 }
 

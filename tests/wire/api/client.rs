@@ -285,6 +285,12 @@ pub async fn debug_and_display_never_show_secrets() {
     for text in &renderings {
         assert_no_secret(text, TOKEN);
     }
+    // Debug shows the flavor's public names, never the driver's neutral ones.
+    let names = crate::flavor::PUBLIC_NAMES;
+    assert!(renderings[0].starts_with(&format!("{} {{", names[0])), "{}", renderings[0]);
+    assert!(renderings[5].starts_with(names[1]), "{}", renderings[5]);
+    assert!(renderings[8].starts_with(&format!("{} {{", names[2])), "{}", renderings[8]);
+    assert!(format!("{:?}", client.operations()).starts_with(names[3]));
     let import = client.images().import_from("private.example/app:1").credentials("bob", "hunter2-pass");
     let shown = format!("{import:?}");
     assert_no_secret(&shown, "hunter2-pass");

@@ -743,7 +743,14 @@ mod tests {
         let ev = event(json!({"id": 13, "ts": "t", "spid": 1, "type": "exit", "data": {"code": "zero"}}));
         assert_eq!(ev.payload(), EventPayload::Unknown { event_type: "exit".into(), data: json!({"code": "zero"}) });
 
+        // A status from a newer server parses (as `Unknown`); a status that is not even text
+        // does not fit the type.
         let ev = event(json!({"id": 14, "ts": "t", "type": "completion", "data": {"status": "WEIRD"}}));
+        match ev.payload() {
+            EventPayload::Completion(c) => assert_eq!(c.status, OperationStatus::Unknown),
+            other => panic!("expected a completion, got {other:?}"),
+        }
+        let ev = event(json!({"id": 14, "ts": "t", "type": "completion", "data": {"status": 7}}));
         assert!(matches!(ev.payload(), EventPayload::Unknown { .. }));
 
         let ev = event(json!({"id": 15, "ts": "t", "type": "stdout", "data": "plain text"}));
