@@ -118,6 +118,7 @@ impl Images {
     }
 
     /// Imports an image from a registry (`POST /images/import`) and waits for it.
+    #[doc = crate::doc_examples::example!(images_import)]
     pub fn import_from(&self, reference: &str) -> ImportImage {
         ImportImage::new(self.client.clone(), reference, ImportMode::Import)
     }

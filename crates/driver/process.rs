@@ -406,6 +406,7 @@ impl Process {
     }
 
     /// Waits for the end and returns the result image (state SUCCEEDED) with the output.
+    #[doc = crate::doc_examples::example!(process_stdin)]
     #[crate::maybe]
     pub async fn wait_with_output(mut self) -> Result<Image> {
         self.wait().await?;
@@ -432,6 +433,7 @@ impl Process {
     }
 
     /// Writes to the process's stdin (`POST …/subprocesses/1/stdin`), keeping it open.
+    #[doc = crate::doc_examples::example!(process_stdin)]
     #[crate::maybe]
     pub async fn write_stdin(&self, data: impl Into<Bytes>) -> Result<()> {
         let data = data.into();

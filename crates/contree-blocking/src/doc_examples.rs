@@ -90,6 +90,19 @@ println!("{:?}", ubuntu.uuid());
 "#
         )
     };
+    (images_import) => {
+        $crate::doc_examples::wrap!(
+            r#"let image = client
+    .images()
+    .import_from("registry.example.com/team/app:1.4")
+    .credentials("robot", std::env::var("REGISTRY_PASSWORD").unwrap_or_default())
+    .tag("app:1.4")
+    .send()
+    ?;
+println!("imported {:?}", image.uuid());
+"#
+        )
+    };
     (images_tag) => {
         $crate::doc_examples::wrap!(
             r#"let built = base.shell("echo v1 > /VERSION").disposable(false).wait()?;
@@ -329,6 +342,20 @@ while let Some(chunk) = stdout.chunk() {
 }
 let status = process.wait()?;
 assert!(status.success());
+"#
+        )
+    };
+    (process_stdin) => {
+        $crate::doc_examples::wrap!(
+            r#"use contree::blocking::StdinSync;
+let mut process = base.run("sh").arg("-c").arg("while read x; do echo $((x * x)); done").stdin(StdinSync::piped()).spawn()?;
+for x in 1..=3 {
+    process.write_stdin(format!("{x}\n"))?;
+}
+process.close_stdin()?;
+assert_eq!(process.try_wait()?, None); // maybe still running
+let result = process.wait_with_output()?;
+assert_eq!(result.stdout_text()?, "1\n4\n9\n");
 "#
         )
     };
