@@ -40,7 +40,8 @@
 //! | prepared run | `spawn(self)` | `.spawn().await` | `.spawn()` | a live process |
 //! | prepared image run | `stream(self)` | `Stream` of [`RunEvent`] | `Iterator` | live events |
 //! | live process ([`ContreeProcess`]) | `wait(&mut self)` | `.wait().await` | `.wait()` | the exit status |
-//! | live process | `wait_with_output(self)` | `.await` on it | plain call | the result image |
+//! | live process | `wait_with_output(self)` | `.wait_with_output().await` | `.wait_with_output()` | the result image |
+//! | live output ([`LineReader`]) | `next_line(&mut self)` | `.next_line().await` or `stream()` | `Iterator` | lines of text |
 //!
 //! ## A tour
 //!

@@ -21,6 +21,12 @@ mod flavor {
         run.clone().stream().collect().await
     }
 
+    /// Every line of a text-mode reader, through its `Stream` face.
+    pub async fn collect_lines(lines: contree::LineReader) -> contree::Result<Vec<String>> {
+        use futures_util::TryStreamExt;
+        lines.stream().try_collect().await
+    }
+
     /// A live reader (`AsyncRead`) to its end.
     pub async fn read_to_end(reader: &mut PipeReader) -> Vec<u8> {
         use tokio::io::AsyncReadExt;

@@ -25,6 +25,11 @@ mod flavor {
         run.clone().stream().collect()
     }
 
+    /// Every line of a text-mode reader, through its `Iterator` face.
+    pub fn collect_lines(lines: contree::blocking::LineReaderSync) -> contree::Result<Vec<String>> {
+        lines.collect()
+    }
+
     /// A live reader (`Read`) to its end.
     pub fn read_to_end(reader: &mut PipeReader) -> Vec<u8> {
         use std::io::Read;

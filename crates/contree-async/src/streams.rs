@@ -103,6 +103,29 @@ impl std::future::IntoFuture for crate::driver::images::ImportImage {
     }
 }
 
+impl crate::driver::process::LineReader {
+    /// The lines as a `Stream` (text mode). An error (a line that is not UTF-8) ends it.
+    ///
+    /// ```no_run
+    /// # async fn demo(image: contree_async::ContreeImage) -> contree_async::Result<()> {
+    /// use futures_util::TryStreamExt;
+    /// let mut process = image.popen(["sh", "-c", "echo a; echo b"]).await?;
+    /// let lines: Vec<String> = process.stdout_lines().expect("taken once").stream().try_collect().await?;
+    /// assert_eq!(lines, ["a", "b"]);
+    /// # Ok(()) }
+    /// ```
+    pub fn stream(self) -> impl Stream<Item = Result<String>> + Send + Unpin + 'static {
+        Box::pin(stream::unfold(Some(self), |state| async move {
+            let mut lines = state?;
+            match lines.next_line().await {
+                Ok(Some(line)) => Some((Ok(line), Some(lines))),
+                Ok(None) => None,
+                Err(e) => Some((Err(e), None)),
+            }
+        }))
+    }
+}
+
 impl crate::driver::run::PreparedRun<crate::driver::run::Detached> {
     /// The run's events as a `Stream`: stdout and stderr chunks as they arrive, the exit, then
     /// `Finished` with the result image. The run starts when the stream is first polled.

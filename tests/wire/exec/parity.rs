@@ -127,6 +127,12 @@ pub async fn process_text_mode_yields_checked_lines() {
     let err = errors.next_line().await.unwrap_err();
     assert!(err.is_decode(), "{err:?}");
     process.wait().await.expect("wait");
+
+    // The lazy face (a `Stream` in async, an `Iterator` in blocking) gives the same lines.
+    let mut again = fake::image(&client).popen(["emit"]).await.expect("popen again");
+    let lines = crate::flavor::collect_lines(again.stdout_lines().expect("stdout lines")).await;
+    assert_eq!(lines.expect("utf-8 lines"), ["one", "two", "thr\u{e9}e"]);
+    again.wait().await.expect("wait again");
 }
 
 /// `apply_files` takes file specs (mode, owner) and plain local paths (placed at
