@@ -18,9 +18,20 @@ use crate::transport;
 /// delay before the next look.
 #[crate::maybe]
 pub(crate) async fn get(client: &Client, id: &str, inflight: bool) -> Result<(OperationResponse, Option<Duration>)> {
+    get_by(client, id, inflight, None).await
+}
+
+/// [`get`], ending by `deadline` (retries and their pauses included) with a Timeout error.
+#[crate::maybe]
+pub(crate) async fn get_by(
+    client: &Client,
+    id: &str,
+    inflight: bool,
+    deadline: Option<Instant>,
+) -> Result<(OperationResponse, Option<Duration>)> {
     let http = client.http();
     let query: Vec<(&str, String)> = if inflight { vec![("inflight", "1".into())] } else { Vec::new() };
-    let call = http.call_with_query(Method::GET, &["operations", id], query);
+    let call = http.call_with_query(Method::GET, &["operations", id], query).deadline(deadline);
     let resp = http.send(&call).await?;
     let hint = super::http::retry_after(&resp);
     let body = resp.bytes().await.map_err(|e| super::http::classify(e).1)?;
@@ -31,8 +42,14 @@ pub(crate) async fn get(client: &Client, id: &str, inflight: bool) -> Result<(Op
 /// Cancels an operation (`DELETE /operations/{id}`). A 409 (already finished) is not an error.
 #[crate::maybe]
 pub(crate) async fn cancel(client: &Client, id: &str) -> Result<()> {
+    cancel_by(client, id, None).await
+}
+
+/// [`cancel`], giving up at `deadline`.
+#[crate::maybe]
+pub(crate) async fn cancel_by(client: &Client, id: &str, deadline: Option<Instant>) -> Result<()> {
     let http = client.http();
-    match http.unit(&http.call(Method::DELETE, &["operations", id])).await {
+    match http.unit(&http.call(Method::DELETE, &["operations", id]).deadline(deadline)).await {
         Ok(()) => Ok(()),
         Err(e) if e.is_conflict() => Ok(()),
         Err(e) => Err(e),

@@ -35,10 +35,17 @@ pub(crate) fn sleep(d: Duration) {
     std::thread::sleep(d)
 }
 
-/// The async flavor's bound on a call; here the request's own timeout already bounds it, so
-/// the value (computed by the time this is called) is passed through.
-pub(crate) fn within<T>(_limit: Duration, value: T) -> Option<T> {
-    Some(value)
+/// Runs `work`, and gives its value only if it came within `limit`; `None` otherwise, as the
+/// async flavor does when it drops a late future.
+///
+/// A blocking call cannot be pre-empted, so `limit` has to be enforced by the work itself:
+/// every call made under it carries the same deadline (`Call::deadline`), which shortens each
+/// attempt's socket timeout and forbids pauses that end past it. This check only makes a
+/// value that still arrived late count as the timeout it is, the same in both flavors.
+pub(crate) fn within<T>(limit: Duration, work: impl FnOnce() -> T) -> Option<T> {
+    let started = std::time::Instant::now();
+    let value = work();
+    (started.elapsed() <= limit).then_some(value)
 }
 
 /// Next body chunk, or `None` at the end. A broken body is a transport error (the request
@@ -64,6 +71,49 @@ pub(crate) fn next_chunk(resp: &mut Response, _idle: Duration) -> Result<Option<
                 return Err(if timed_out { Error::timeout(e) } else { Error::transport(true, e) });
             }
         }
+    }
+}
+
+/// An event stream's body, read with a bound that may shrink from one read to the next
+/// (the caller's deadline comes closer).
+///
+/// `reqwest::blocking` fixes one timeout per response, for every read. A reader thread feeds
+/// the chunks through a channel so each read can wait for its own bound instead; the thread
+/// ends when the body ends, when its own timeout fires, or at its next chunk once this
+/// handle is dropped.
+pub(crate) struct EventBody {
+    rx: std::sync::mpsc::Receiver<Result<Option<Bytes>>>,
+}
+
+/// Starts the reader thread of an event stream's response.
+pub(crate) fn event_body(mut resp: Response) -> EventBody {
+    let (tx, rx) = std::sync::mpsc::sync_channel(16);
+    let spawned = std::thread::Builder::new().name("contree-events".into()).spawn(move || {
+        loop {
+            let chunk = next_chunk(&mut resp, Duration::ZERO);
+            let more = matches!(chunk, Ok(Some(_)));
+            if tx.send(chunk).is_err() || !more {
+                break;
+            }
+        }
+    });
+    if let Err(e) = spawned {
+        // Without the thread the channel is closed: the first read reports it and the
+        // follower reconnects.
+        tracing::warn!(error = %e, "could not start the event stream reader thread");
+    }
+    EventBody { rx }
+}
+
+/// The next chunk of an event stream, or `None` at its end; a Timeout error after `idle`.
+pub(crate) fn next_event_chunk(body: &mut EventBody, idle: Duration) -> Result<Option<Bytes>> {
+    use std::sync::mpsc::RecvTimeoutError;
+    match body.rx.recv_timeout(idle) {
+        Ok(chunk) => chunk,
+        Err(RecvTimeoutError::Timeout) => {
+            Err(Error::timeout(format!("the event stream sent nothing for {:.1}s", idle.as_secs_f64())))
+        }
+        Err(RecvTimeoutError::Disconnected) => Err(Error::transport(true, "the event stream reader stopped")),
     }
 }
 
