@@ -195,7 +195,9 @@ impl EventFollower {
         }
         self.idle_reconnects += 1;
         if self.deadline.is_none() && self.idle_reconnects > 20 {
-            return Err(Error::transport(true, "the event stream kept breaking (20 reconnects)").with_operation(&self.op_id));
+            return Err(
+                Error::transport(true, "the event stream kept breaking (20 reconnects)").with_operation(&self.op_id)
+            );
         }
         let pause = self.pause.take().unwrap_or_else(|| backoff(self.idle_reconnects));
         transport::sleep(pause.min(self.remaining().unwrap_or(Duration::MAX))).await;

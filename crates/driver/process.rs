@@ -112,8 +112,12 @@ impl RunEvents {
                     let started = super::run::start(&self.image, &self.spec).await?;
                     let follower = EventFollower::new(self.image.client.clone(), started.op_id.clone())
                         .deadline(Some(started.deadline));
-                    self.phase =
-                        Phase::Following(Box::new(Following { started, follower, polled: None, seen: Seen::default() }));
+                    self.phase = Phase::Following(Box::new(Following {
+                        started,
+                        follower,
+                        polled: None,
+                        seen: Seen::default(),
+                    }));
                 }
                 Phase::Following(f) => match f.follower.next().await {
                     Err(e) => {

@@ -740,11 +740,7 @@ pub(crate) async fn start(image: &Image, spec: &RunSpec) -> Result<Started> {
     let created: InstanceSpawnResponse = http.json(&spawn).await?;
     let op_id = created.uuid.to_string();
     tracing::debug!(operation = %op_id, command = %spec.command, "run started");
-    Ok(Started {
-        op_id: op_id.clone(),
-        deadline,
-        guard: CancelGuard::new(client.clone(), op_id),
-    })
+    Ok(Started { op_id: op_id.clone(), deadline, guard: CancelGuard::new(client.clone(), op_id) })
 }
 
 /// A local file's executable bit decides 0755 versus 0644.

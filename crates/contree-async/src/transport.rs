@@ -45,7 +45,7 @@ where
 pub(crate) async fn next_chunk(resp: &mut Response, idle: Duration) -> Result<Option<Bytes>> {
     match tokio::time::timeout(idle, resp.chunk()).await {
         Ok(r) => r.map_err(|e| if e.is_timeout() { Error::timeout(e) } else { Error::transport(true, e) }),
-        Err(elapsed) => Err(Error::timeout(elapsed)),
+        Err(_) => Err(Error::timeout(format!("the server sent no data for {:.1}s", idle.as_secs_f64()))),
     }
 }
 

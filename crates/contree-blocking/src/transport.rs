@@ -49,8 +49,16 @@ pub(crate) fn within<T>(limit: Duration, work: impl FnOnce() -> T) -> Option<T> 
 }
 
 /// Next body chunk, or `None` at the end. A broken body is a transport error (the request
-/// was sent), or a timeout.
-pub(crate) fn next_chunk(resp: &mut Response, _idle: Duration) -> Result<Option<Bytes>> {
+/// was sent), or a timeout. `idle` is the limit the request was sent with (blocking reqwest
+/// applies it to every read); it only names the limit in the error.
+pub(crate) fn next_chunk(resp: &mut Response, idle: Duration) -> Result<Option<Bytes>> {
+    let silent = || {
+        if idle.is_zero() {
+            "the server sent no data in time".to_string()
+        } else {
+            format!("the server sent no data for {:.1}s", idle.as_secs_f64())
+        }
+    };
     let mut buf = vec![0u8; 64 * 1024];
     loop {
         match resp.read(&mut buf) {
@@ -60,7 +68,7 @@ pub(crate) fn next_chunk(resp: &mut Response, _idle: Duration) -> Result<Option<
                 return Ok(Some(Bytes::from(buf)));
             }
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => return Err(Error::timeout(e)),
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => return Err(Error::timeout(silent())),
             Err(e) => {
                 // reqwest::blocking wraps its own errors in io::Error; look inside so a read
                 // timeout is classified the same way in both flavors.
@@ -68,7 +76,7 @@ pub(crate) fn next_chunk(resp: &mut Response, _idle: Duration) -> Result<Option<
                     .get_ref()
                     .and_then(|inner| inner.downcast_ref::<reqwest::Error>())
                     .is_some_and(reqwest::Error::is_timeout);
-                return Err(if timed_out { Error::timeout(e) } else { Error::transport(true, e) });
+                return Err(if timed_out { Error::timeout(silent()) } else { Error::transport(true, e) });
             }
         }
     }
