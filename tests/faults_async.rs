@@ -39,7 +39,6 @@ mod flavor {
 }
 
 #[path = "wire/exec/fake.rs"]
-#[allow(dead_code)]
 mod fake;
 
 #[path = "faults/mod.rs"]

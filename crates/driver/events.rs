@@ -340,7 +340,9 @@ impl EventFollower {
         }
         let err = Error::operation_timed_out(&self.op_id, self.started.elapsed());
         match self.last_hint {
-            Some(hint) => err.with_retry_after(hint),
+            Some(hint) => err
+                .with_retry_after(hint)
+                .with_source(format!("the server last asked to retry after {:.1}s", hint.as_secs_f64())),
             None => err,
         }
     }

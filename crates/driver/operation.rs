@@ -67,16 +67,19 @@ pub(crate) async fn wait(client: &Client, id: &str, timeout: Duration) -> Result
         steepness: config.operation_poll_backoff_grow,
     };
     let started = Instant::now();
+    let deadline = started + timeout;
     let mut not_found = 0u32;
     loop {
         let spent = started.elapsed();
-        if spent > timeout {
-            if let Err(e) = cancel(client, id).await {
+        if spent >= timeout {
+            // Best effort, and briefly: the caller's deadline has passed already.
+            let grace = Some(Instant::now() + Duration::from_millis(500));
+            if let Err(e) = cancel_by(client, id, grace).await {
                 tracing::warn!(operation = id, error = %e, "could not cancel the timed-out operation");
             }
             return Err(Error::operation_timed_out(id, spent));
         }
-        let hint = match get(client, id, false).await {
+        let hint = match get_by(client, id, false, Some(deadline)).await {
             Ok((op, hint)) => {
                 if op.status.is_terminal() {
                     return finished(id, op);
@@ -88,9 +91,12 @@ pub(crate) async fn wait(client: &Client, id: &str, timeout: Duration) -> Result
                 not_found += 1;
                 None
             }
+            // The deadline cut the status read short: the loop reports the timeout.
+            Err(e) if e.is_timeout() && Instant::now() >= deadline => continue,
             Err(e) => return Err(e.with_operation(id)),
         };
-        transport::sleep(curve.next_sleep(started.elapsed(), timeout, hint, rand::random::<f64>())).await;
+        let nap = curve.next_sleep(started.elapsed(), timeout, hint, rand::random::<f64>());
+        transport::sleep(nap.min(deadline.saturating_duration_since(Instant::now()))).await;
     }
 }
 

@@ -62,7 +62,11 @@ pub async fn regression_stream_ending_without_completion_finishes_from_the_statu
 #[crate::maybe]
 pub async fn regression_retry_after_past_the_deadline_ends_at_the_deadline() {
     let scenario = "regression_retry_after_past_the_deadline_ends_at_the_deadline";
-    let (mock, client) = fake::setup();
+    let mock = crate::support::Mock::start();
+    // The default policy, as in the report: 4 attempts, Retry-After honoured up to 30 s.
+    let mut config = fake::config(&mock.uri());
+    config.retry = contree::RetryPolicy::default();
+    let client = crate::flavor::Client::new(config).expect("client");
     fake::mount_spawn(&mock, OP);
     let running = Reply { status: "EXECUTING", ..Reply::ok("") };
     fake::mount_status(&mock, OP, &running);
@@ -82,6 +86,7 @@ pub async fn regression_retry_after_past_the_deadline_ends_at_the_deadline() {
     timed(scenario, "wait", deadline, took, &result);
     let err = expect_error(result, ErrorKind::OperationTimedOut, "did not finish within");
     assert_eq!(err.retry_after(), Some(Duration::from_secs(3)), "the server's hint is kept");
+    assert!(err.to_string().contains("asked to retry after 3.0s"), "{err}");
     assert_eq!(err.operation_id(), Some(OP));
     assert!(took >= Duration::from_millis(1900), "the wait used its time: {took:?}");
     let connects = mock.requests_to("GET", &fake::events_path(OP)).len();

@@ -54,6 +54,7 @@ pub async fn bursts_with_retry_after_past_the_deadline_end_at_the_deadline() {
         spawned += 1;
         let err = expect_error(result, ErrorKind::OperationTimedOut, "did not finish within");
         assert_eq!(err.retry_after(), Some(Duration::from_secs(4)), "{status}: the hint is kept");
+        assert!(err.to_string().contains("asked to retry after 4.0s"), "{err}");
         assert!(took >= deadline - Duration::from_millis(100), "{status}: the wait used its time: {took:?}");
         let op = err.operation_id().expect("operation id").to_string();
         assert!(cancelled(&proxy, &op), "{status}: the timed-out run is cancelled");
