@@ -24,15 +24,19 @@ pub async fn server_restart_mid_run() {
     let client = Client::new(config_for(&proxy.url(), TOKEN, |_| {})).expect("client");
     let base = client.images().use_image(contree_local::BASE_IMAGE_TAG).expect("base");
 
-    // A second thread stops the server one second into the run and starts it again on the
-    // same data dir; the proxy then points at the new one (its port changed).
+    // A second thread takes the server away one second into the run: the proxy breaks the
+    // open event stream and answers 502 (as a reverse proxy does when its server is gone), the
+    // server stops, and starts again on the same data dir; the proxy then points at the new
+    // one (its port changed) and the outage ends.
     let restarter = {
         let proxy = proxy.clone();
         std::thread::spawn(move || {
             std::thread::sleep(Duration::from_secs(1));
+            proxy.set_down(true);
             drop(first);
             let second = LocalServer::start_blocking(config()).expect("restart the server");
             proxy.set_upstream(second.base_url());
+            proxy.set_down(false);
             second
         })
     };
@@ -47,6 +51,12 @@ pub async fn server_restart_mid_run() {
     let shown = err.to_string();
     assert!(shown.contains("shut down") || shown.contains("restarted"), "{shown}");
     assert!(err.operation_id().is_some(), "{err}");
+    let outage: Vec<_> = proxy.seen().into_iter().filter(|s| !s.forwarded && s.fault.is_some()).collect();
+    assert!(!outage.is_empty(), "the client kept asking during the outage");
+    assert!(outage.iter().all(|s| s.method == "GET"), "only reads were retried during the outage: {outage:?}");
+    let op = err.operation_id().unwrap();
+    let after = proxy.seen().into_iter().filter(|s| s.forwarded && s.path.contains(op)).count();
+    assert!(after >= 2, "the answer came from the restarted server after the outage");
     assert_eq!(proxy.spawns_forwarded(), 1);
 
     // The restarted server serves the same client.

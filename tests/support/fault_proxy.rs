@@ -131,6 +131,8 @@ pub struct Seen {
 
 struct State {
     upstream: Mutex<String>,
+    /// The server is "down": new requests get 502, open bodies break.
+    down: tokio::sync::watch::Sender<bool>,
     rules: Mutex<Vec<Rule>>,
     log: Mutex<Vec<Seen>>,
     http: reqwest::Client,
@@ -166,6 +168,7 @@ impl FaultProxy {
             .expect("proxy client");
         let state = Arc::new(State {
             upstream: Mutex::new(upstream.trim_end_matches('/').to_string()),
+            down: tokio::sync::watch::Sender::new(false),
             rules: Mutex::new(Vec::new()),
             log: Mutex::new(Vec::new()),
             http,
@@ -204,6 +207,13 @@ impl FaultProxy {
     /// Points the proxy at another server (a restarted one).
     pub fn set_upstream(&self, upstream: &str) {
         *self.state.upstream.lock().unwrap() = upstream.trim_end_matches('/').to_string();
+    }
+
+    /// Starts or ends an outage, as a reverse proxy sees a server that went away: while it
+    /// lasts, every request is answered 502 without reaching the server, and the bodies
+    /// being passed on when it starts break.
+    pub fn set_down(&self, down: bool) {
+        self.state.down.send_replace(down);
     }
 
     /// Every request received so far.
@@ -291,6 +301,10 @@ async fn handle(
         let mut rules = state.rules.lock().unwrap();
         rules.iter_mut().find_map(|r| r.applies(req.method().as_str(), req.uri().path()))
     };
+    if *state.down.borrow() {
+        log(&state, &req, Some(&Fault::Status { status: 502, retry_after: None }));
+        return Ok(full(502, "{\"error\":\"bad gateway: the server is down\",\"status\":502}"));
+    }
     let index = log(&state, &req, fault.as_ref());
     match fault {
         Some(Fault::Status { status, retry_after }) => {
@@ -316,17 +330,17 @@ async fn handle(
             tokio::time::sleep(d).await;
             let resp = forward(&state, req).await;
             mark_forwarded(&state, index);
-            Ok(answer(resp, None))
+            Ok(answer(&state, resp, None))
         }
         Some(fault @ (Fault::CutEvents(_) | Fault::StallBody { .. })) => {
             let resp = forward(&state, req).await;
             mark_forwarded(&state, index);
-            Ok(answer(resp, Some(fault)))
+            Ok(answer(&state, resp, Some(fault)))
         }
         None => {
             let resp = forward(&state, req).await;
             mark_forwarded(&state, index);
-            Ok(answer(resp, None))
+            Ok(answer(&state, resp, None))
         }
     }
 }
@@ -348,7 +362,7 @@ async fn forward(state: &State, req: Request<Incoming>) -> Result<reqwest::Respo
 }
 
 /// The server's answer as the client will see it, with `fault` applied to the body.
-fn answer(resp: Result<reqwest::Response, reqwest::Error>, fault: Option<Fault>) -> Response<ProxyBody> {
+fn answer(state: &State, resp: Result<reqwest::Response, reqwest::Error>, fault: Option<Fault>) -> Response<ProxyBody> {
     let resp = match resp {
         Ok(resp) => resp,
         // What a real reverse proxy says when the server is down.
@@ -370,8 +384,30 @@ fn answer(resp: Result<reqwest::Response, reqwest::Error>, fault: Option<Fault>)
         Some(Fault::StallBody { after, pause }) => stall(upstream, after, pause),
         _ => upstream,
     };
+    let body = breaks_on_outage(body, state.down.subscribe());
     let body = StreamBody::new(body.map(|r| r.map(Frame::data)));
     out.body(BodyExt::boxed_unsync(body)).unwrap_or_else(|_| full(502, "cannot build the answer"))
+}
+
+/// Passes `body` on until an outage starts, then breaks it.
+fn breaks_on_outage(
+    body: futures_util::stream::BoxStream<'static, Result<Bytes, BoxError>>,
+    down: tokio::sync::watch::Receiver<bool>,
+) -> futures_util::stream::BoxStream<'static, Result<Bytes, BoxError>> {
+    futures_util::stream::unfold((body, down, false), |(mut body, mut down, broken)| async move {
+        if broken {
+            return None;
+        }
+        let next = tokio::select! {
+            item = body.next() => Some(item),
+            _ = down.wait_for(|d| *d) => None,
+        };
+        match next {
+            Some(item) => item.map(|item| (item, (body, down, false))),
+            None => Some((Err("the server went away".into()), (body, down, true))),
+        }
+    })
+    .boxed()
 }
 
 /// The SSE frame type (`event:` field), if the frame has one.
