@@ -159,6 +159,21 @@ impl ClientBuilder {
         self
     }
 
+    /// How long a streamed body (download, archive, file read) may stay silent between two
+    /// chunks before the read fails with a Timeout error. Default: 90 s.
+    pub fn body_idle_timeout(mut self, timeout: Duration) -> Self {
+        self.config.body_idle_timeout = timeout;
+        self
+    }
+
+    /// How long an operation's event stream may stay silent, keep-alives included, before the
+    /// client drops it, checks the operation's status and resumes with `Last-Event-Id`. Keep it
+    /// above the server's keep-alive period (15 s). Default: 90 s.
+    pub fn sse_keepalive_timeout(mut self, timeout: Duration) -> Self {
+        self.config.sse_keepalive_timeout = timeout;
+        self
+    }
+
     /// How failed requests are retried.
     pub fn retry(mut self, policy: RetryPolicy) -> Self {
         self.config.retry = policy;

@@ -2,10 +2,20 @@
 //!
 //! The follower yields events the moment the server emits them, so completion is seen with no
 //! fixed polling delay. It survives a broken stream: an in-band `sse_error`, malformed data, a
-//! transport error or a clean end without `completion` all lead to a reconnect that resumes
-//! with `Last-Event-Id`. When the events route does not exist (400/404/405/406) it falls back
-//! to polling `GET /operations/{id}` with the configured curve and `Retry-After`, and then
-//! synthesizes the final `completion` event from the status.
+//! transport error, a stream silent for longer than `sse_keepalive_timeout`, a refused
+//! reconnect or a clean end without `completion`. After any of these it first reads the
+//! operation's status (bounded by the deadline):
+//! - still running: it pauses (the server's `Retry-After`, else a short ladder) and resumes
+//!   with `Last-Event-Id`;
+//! - finished: it reconnects once more, briefly, to collect the events it missed (the server
+//!   replays a finished operation's log and closes); if that too ends without `completion`,
+//!   it finishes from the status, as the polling fallback does. So following never outlives
+//!   the operation.
+//!
+//! When the events route does not exist (400/404/405/406) it falls back to polling
+//! `GET /operations/{id}` with the configured curve and `Retry-After`, and then synthesizes the
+//! final `completion` event from the status. Nothing waits past the deadline: at the deadline
+//! the operation is cancelled and the error is OperationTimedOut.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -19,7 +29,7 @@ use reqwest::header::HeaderValue;
 
 use super::client::Client;
 use super::http::Timeout;
-use crate::transport::{self, Response};
+use crate::transport::{self, EventBody};
 
 /// What the follower produces.
 #[derive(Debug, Clone)]
@@ -37,7 +47,7 @@ pub(crate) struct EventFollower {
     op_id: String,
     spid: Option<u32>,
     last_id: Option<u64>,
-    resp: Option<Response>,
+    resp: Option<EventBody>,
     parser: SseParser,
     pending: VecDeque<Followed>,
     finished: bool,
@@ -45,6 +55,16 @@ pub(crate) struct EventFollower {
     deadline: Option<Instant>,
     started: Instant,
     idle_reconnects: u32,
+    /// The stream broke: read the status before connecting again.
+    broken: bool,
+    /// How long the server asked to wait before the next connect (its `Retry-After`).
+    pause: Option<Duration>,
+    /// The last `Retry-After` seen, kept in the timeout error.
+    last_hint: Option<Duration>,
+    /// The operation is finished: the status read after a break, while the last connect
+    /// collects the events still missing. `drain_until` bounds that connect.
+    terminal: Option<Box<OperationResponse>>,
+    drain_until: Option<Instant>,
 }
 
 impl EventFollower {
@@ -62,6 +82,11 @@ impl EventFollower {
             deadline: None,
             started: Instant::now(),
             idle_reconnects: 0,
+            broken: false,
+            pause: None,
+            last_hint: None,
+            terminal: None,
+            drain_until: None,
         }
     }
 
@@ -73,6 +98,23 @@ impl EventFollower {
 
     fn remaining(&self) -> Option<Duration> {
         self.deadline.map(|d| d.saturating_duration_since(Instant::now()))
+    }
+
+    /// The instant the current connection must end by: the deadline, or sooner while
+    /// collecting the last events of a finished operation.
+    fn limit(&self) -> Option<Instant> {
+        match (self.deadline, self.drain_until) {
+            (Some(d), Some(t)) => Some(d.min(t)),
+            (d, t) => d.or(t),
+        }
+    }
+
+    /// The stream is gone (closed, broken or never opened): drop it and read the status
+    /// before the next connect.
+    fn drop_stream(&mut self) {
+        self.resp = None;
+        self.parser = SseParser::new();
+        self.broken = true;
     }
 
     /// The next event, or `None` after `completion` (or after the polled terminal status).
@@ -93,15 +135,21 @@ impl EventFollower {
                 continue;
             }
             if self.resp.is_none() {
-                self.connect().await?;
+                if self.broken {
+                    self.broken = false;
+                    self.after_break().await?;
+                } else {
+                    self.connect().await?;
+                }
                 continue;
             }
-            let idle = match self.remaining() {
-                Some(left) => left.min(self.client.http().idle_limit()),
-                None => self.client.http().idle_limit(),
+            let now = Instant::now();
+            let idle = match self.limit() {
+                Some(limit) => limit.saturating_duration_since(now).min(self.client.http().sse_idle_limit()),
+                None => self.client.http().sse_idle_limit(),
             };
             let chunk = match self.resp.as_mut() {
-                Some(resp) => transport::next_chunk(resp, idle).await,
+                Some(body) => transport::next_event_chunk(body, idle).await,
                 None => continue,
             };
             match chunk {
@@ -110,25 +158,50 @@ impl EventFollower {
                     self.drain_frames();
                 }
                 Ok(None) => {
-                    // A clean end without `completion`: the server closed early; resume.
-                    self.resp = None;
-                    self.parser = SseParser::new();
-                    self.idle_reconnects += 1;
-                    if self.idle_reconnects > 1 {
-                        let nap = Duration::from_millis(500).min(self.remaining().unwrap_or(Duration::MAX));
-                        transport::sleep(nap).await;
-                    }
+                    tracing::debug!(operation = %self.op_id, "event stream ended without completion");
+                    self.drop_stream();
                 }
                 Err(e) => {
-                    tracing::debug!(operation = %self.op_id, error = %e, "event stream broke; reconnecting");
-                    self.resp = None;
-                    self.parser = SseParser::new();
-                    self.idle_reconnects += 1;
-                    transport::sleep(backoff(self.idle_reconnects).min(self.remaining().unwrap_or(Duration::MAX)))
-                        .await;
+                    tracing::debug!(operation = %self.op_id, error = %e, "event stream broke");
+                    self.drop_stream();
                 }
             }
         }
+    }
+
+    /// After a break: finish if the operation has (or collect its last events once), else
+    /// pause and let the loop reconnect.
+    #[crate::maybe]
+    async fn after_break(&mut self) -> Result<()> {
+        if let Some(op) = self.terminal.take() {
+            // Even the last connect of a finished operation ended without `completion`.
+            tracing::debug!(operation = %self.op_id, status = %op.status, "finishing from the operation's status");
+            self.drain_until = None;
+            self.finished = true;
+            self.pending.push_back(Followed::Polled(op));
+            return Ok(());
+        }
+        match super::operation::get_by(&self.client, &self.op_id, false, self.deadline).await {
+            Ok((op, _)) if op.status.is_terminal() => {
+                tracing::debug!(operation = %self.op_id, status = %op.status, "the operation finished; collecting its last events");
+                self.terminal = Some(Box::new(op));
+                let budget = self.client.config().transport_timeout;
+                self.drain_until = Some(Instant::now() + budget);
+                return Ok(());
+            }
+            Ok(_) => {}
+            Err(e) if e.is_unauthorized() || e.is_forbidden() => return Err(e.with_operation(&self.op_id)),
+            Err(e) => tracing::debug!(operation = %self.op_id, error = %e, "cannot read the operation's status"),
+        }
+        self.idle_reconnects += 1;
+        if self.deadline.is_none() && self.idle_reconnects > 20 {
+            return Err(
+                Error::transport(true, "the event stream kept breaking (20 reconnects)").with_operation(&self.op_id)
+            );
+        }
+        let pause = self.pause.take().unwrap_or_else(|| backoff(self.idle_reconnects));
+        transport::sleep(pause.min(self.remaining().unwrap_or(Duration::MAX))).await;
+        Ok(())
     }
 
     fn drain_frames(&mut self) {
@@ -137,14 +210,13 @@ impl EventFollower {
                 Ok(f) => f,
                 Err(e) => {
                     tracing::debug!(operation = %self.op_id, error = %e, "oversized event frame; reconnecting");
-                    self.resp = None;
+                    self.drop_stream();
                     return;
                 }
             };
             if frame.event.as_deref() == Some("sse_error") {
                 tracing::debug!(operation = %self.op_id, message = %frame.data, "server reported a broken event stream");
-                self.resp = None;
-                self.parser = SseParser::new();
+                self.drop_stream();
                 return;
             }
             if frame.data.is_empty() {
@@ -162,13 +234,13 @@ impl EventFollower {
                     if done {
                         self.finished = true;
                         self.resp = None;
+                        self.terminal = None;
                         return;
                     }
                 }
                 Err(e) => {
                     tracing::debug!(operation = %self.op_id, error = %e, "malformed event data; reconnecting");
-                    self.resp = None;
-                    self.parser = SseParser::new();
+                    self.drop_stream();
                     return;
                 }
             }
@@ -188,18 +260,21 @@ impl EventFollower {
         if let Some(last) = self.last_id {
             call = call.header("last-event-id", HeaderValue::from(last));
         }
-        let idle = self.client.http().idle_limit();
-        let limit = self.remaining().map_or(idle, |r| r.min(idle).max(Duration::from_millis(1)));
+        // Waiting for the headers is bounded like a silent stream, and by the deadline.
+        let idle = http.sse_idle_limit();
+        let limit = match self.limit() {
+            Some(t) => t.saturating_duration_since(Instant::now()).min(idle).max(Duration::from_millis(1)),
+            None => idle,
+        };
         call.timeout = Timeout::Streaming { idle: limit };
-        // Async reqwest puts no bound on a streamed call before its headers arrive: bound it
-        // here, so a server that never answers cannot outlast the deadline.
-        let Some(sent) = transport::within(limit, http.send(&call)).await else {
-            self.idle_reconnects += 1;
+        let call = call.deadline(Some(Instant::now() + limit));
+        let Some(sent) = transport::within(limit, || http.send(&call)).await else {
+            self.drop_stream();
             return Ok(());
         };
         match sent {
             Ok(resp) => {
-                self.resp = Some(resp);
+                self.resp = Some(transport::event_body(resp));
                 Ok(())
             }
             Err(e) if matches!(e.status(), Some(400 | 404 | 405 | 406)) => {
@@ -212,14 +287,14 @@ impl EventFollower {
                 Err(e.with_operation(&self.op_id))
             }
             Err(e) => {
-                // The retry policy already spent its attempts; keep following after a pause,
-                // bounded by the deadline.
-                self.idle_reconnects += 1;
-                if self.deadline.is_none() && self.idle_reconnects > 20 {
-                    return Err(e.with_operation(&self.op_id));
+                // The retry policy spent its attempts (or the deadline is near): check the
+                // status, then keep following after the server's pause, bounded by the deadline.
+                tracing::debug!(operation = %self.op_id, error = %e, "cannot open the event stream");
+                if let Some(hint) = e.retry_after() {
+                    self.pause = Some(hint);
+                    self.last_hint = Some(hint);
                 }
-                let wait = e.retry_after().unwrap_or_else(|| backoff(self.idle_reconnects));
-                transport::sleep(wait.min(self.remaining().unwrap_or(Duration::MAX))).await;
+                self.drop_stream();
                 Ok(())
             }
         }
@@ -227,7 +302,15 @@ impl EventFollower {
 
     #[crate::maybe]
     async fn poll_once(&mut self) -> Result<()> {
-        let (op, hint) = super::operation::get(&self.client, &self.op_id, false).await?;
+        let (op, hint) = match super::operation::get_by(&self.client, &self.op_id, false, self.deadline).await {
+            Ok(answer) => answer,
+            // The deadline cut the status read short: the loop reports the timeout.
+            Err(e) if e.is_timeout() && self.remaining() == Some(Duration::ZERO) => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        if let Some(hint) = hint {
+            self.last_hint = Some(hint);
+        }
         if op.status.is_terminal() {
             self.finished = true;
             self.pending.push_back(Followed::Polled(Box::new(op)));
@@ -250,12 +333,23 @@ impl EventFollower {
     async fn time_out(&mut self) -> Error {
         self.resp = None;
         self.finished = true;
-        if let Err(e) = super::operation::cancel(&self.client, &self.op_id).await {
+        // Best effort, and briefly: the caller's deadline has passed already.
+        let grace = Some(Instant::now() + CANCEL_GRACE);
+        if let Err(e) = super::operation::cancel_by(&self.client, &self.op_id, grace).await {
             tracing::warn!(operation = %self.op_id, error = %e, "could not cancel the timed-out operation");
         }
-        Error::operation_timed_out(&self.op_id, self.started.elapsed())
+        let err = Error::operation_timed_out(&self.op_id, self.started.elapsed());
+        match self.last_hint {
+            Some(hint) => err
+                .with_retry_after(hint)
+                .with_source(format!("the server last asked to retry after {:.1}s", hint.as_secs_f64())),
+            None => err,
+        }
     }
 }
+
+/// How long cancelling a timed-out operation may take past the caller's deadline.
+const CANCEL_GRACE: Duration = Duration::from_millis(500);
 
 fn backoff(attempt: u32) -> Duration {
     let ladder = [100u64, 200, 500, 1000, 2000, 5000];

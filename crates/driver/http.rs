@@ -49,12 +49,37 @@ pub(crate) struct Call {
     pub headers: Vec<(HeaderName, HeaderValue)>,
     /// Whether a resend is safe even if the server saw the first one.
     pub idempotent: bool,
+    /// The caller's deadline: no attempt, pause or retry goes past it.
+    pub deadline: Option<Instant>,
 }
 
 impl Call {
     pub fn new(method: Method, url: Url, timeout: Timeout) -> Self {
         let idempotent = contree_core::retry::is_idempotent_method(method.as_str());
-        Call { method, url, payload: Payload::Empty, timeout, headers: Vec::new(), idempotent }
+        Call { method, url, payload: Payload::Empty, timeout, headers: Vec::new(), idempotent, deadline: None }
+    }
+
+    /// Bounds the whole call, retries and their pauses included, by `deadline`.
+    pub fn deadline(mut self, deadline: Option<Instant>) -> Self {
+        self.deadline = deadline;
+        self
+    }
+
+    /// The time left before the deadline (`None`: no deadline).
+    fn remaining(&self) -> Option<Duration> {
+        self.deadline.map(|d| d.saturating_duration_since(Instant::now()))
+    }
+
+    /// This call's timeout, shortened so one attempt cannot outlive the deadline.
+    fn attempt_timeout(&self) -> Timeout {
+        let Some(left) = self.remaining() else {
+            return self.timeout;
+        };
+        let left = left.max(Duration::from_millis(1));
+        match self.timeout {
+            Timeout::Unary(d) => Timeout::Unary(d.min(left)),
+            Timeout::Streaming { idle } => Timeout::Streaming { idle: idle.min(left) },
+        }
     }
 
     pub fn json<B: Serialize + ?Sized>(mut self, body: &B) -> Result<Self> {
@@ -81,6 +106,8 @@ pub(crate) struct Http {
     api: ApiUrl,
     retry: RetryPolicy,
     unary: Duration,
+    body_idle: Duration,
+    sse_idle: Duration,
 }
 
 impl std::fmt::Debug for Http {
@@ -113,7 +140,14 @@ impl Http {
             .pool_idle_timeout(Duration::from_secs(90))
             .build()
             .map_err(|e| Error::config("cannot build the HTTP client").with_source(e))?;
-        Ok(Http { client, api, retry: config.retry.clone(), unary: config.transport_timeout })
+        Ok(Http {
+            client,
+            api,
+            retry: config.retry.clone(),
+            unary: config.transport_timeout,
+            body_idle: config.body_idle_timeout,
+            sse_idle: config.sse_keepalive_timeout,
+        })
     }
 
     pub fn api(&self) -> &ApiUrl {
@@ -124,16 +158,20 @@ impl Http {
         Timeout::Unary(self.unary)
     }
 
-    /// The idle limit for streamed bodies: long enough to outlast server keepalives.
+    /// A streamed body (download, archive, upload): bounded per read by `body_idle_timeout`.
     pub fn streaming(&self) -> Timeout {
-        Timeout::Streaming { idle: self.unary.max(Duration::from_secs(90)) }
+        Timeout::Streaming { idle: self.body_idle }
     }
 
+    /// The time a file body may stay silent between two chunks (`body_idle_timeout`).
     pub fn idle_limit(&self) -> Duration {
-        match self.streaming() {
-            Timeout::Streaming { idle } => idle,
-            Timeout::Unary(d) => d,
-        }
+        self.body_idle
+    }
+
+    /// The time an event stream may stay silent, keep-alives included
+    /// (`sse_keepalive_timeout`).
+    pub fn sse_idle_limit(&self) -> Duration {
+        self.sse_idle
     }
 
     pub fn call(&self, method: Method, segments: &[&str]) -> Call {
@@ -156,8 +194,20 @@ impl Http {
         let mut attempts = 0u32;
         loop {
             attempts += 1;
+            if call.remaining() == Some(Duration::ZERO) {
+                return Err(deadline_error(call, None, None));
+            }
             let started = Instant::now();
-            let outcome = self.send_once(call).await;
+            let timeout = call.attempt_timeout();
+            let outcome = match call.remaining() {
+                // Async reqwest puts no bound on a streamed call before its headers arrive:
+                // the deadline does.
+                Some(left) => match transport::within(left, || self.send_once(call, timeout)).await {
+                    Some(outcome) => outcome,
+                    None => return Err(deadline_error(call, None, None)),
+                },
+                None => self.send_once(call, timeout).await,
+            };
             let elapsed_ms = started.elapsed().as_millis() as u64;
             let (failure, error_response) = match outcome {
                 Ok(resp) if resp.status().is_success() || resp.status().is_redirection() => {
@@ -172,11 +222,32 @@ impl Http {
                 Err(Attempt::Fatal(err)) => return Err(err),
                 Err(Attempt::Failed(failure, err)) => {
                     tracing::debug!(method = %call.method, url = %call.url, elapsed_ms, attempts, error = %err, "contree request failed");
+                    if err.is_timeout() && call.remaining() == Some(Duration::ZERO) {
+                        return Err(deadline_error(call, None, Some(err)));
+                    }
                     (failure, Err(err))
                 }
             };
             match self.retry.decide(attempts, call.idempotent, &failure, rand::random::<f64>()) {
-                RetryDecision::RetryAfter(delay) => transport::sleep(delay).await,
+                RetryDecision::RetryAfter(delay) => {
+                    if let Some(left) = call.remaining()
+                        && delay >= left
+                    {
+                        // Waiting would end past the deadline: stop now with the timeout, and
+                        // keep what the server said (its hint and its answer).
+                        let last = match error_response {
+                            Ok(resp) => self.status_error(call, resp).await,
+                            Err(err) => err,
+                        };
+                        let hint = match failure {
+                            Failure::Status { retry_after: Some(hint), .. } => Some(hint),
+                            _ => None,
+                        };
+                        return Err(deadline_error(call, hint, Some(last)));
+                    }
+                    drop(error_response);
+                    transport::sleep(delay).await
+                }
                 RetryDecision::GiveUp => {
                     return Err(match error_response {
                         Ok(resp) => self.status_error(call, resp).await,
@@ -188,7 +259,7 @@ impl Http {
     }
 
     #[crate::maybe]
-    async fn send_once(&self, call: &Call) -> std::result::Result<Response, Attempt> {
+    async fn send_once(&self, call: &Call, timeout: Timeout) -> std::result::Result<Response, Attempt> {
         let mut req = self.client.request(call.method.clone(), call.url.clone());
         for (name, value) in &call.headers {
             req = req.header(name.clone(), value.clone());
@@ -204,7 +275,7 @@ impl Http {
                 req.header(reqwest::header::CONTENT_TYPE, "application/octet-stream").body(body)
             }
         };
-        req = transport::apply_timeout(req, call.timeout);
+        req = transport::apply_timeout(req, timeout);
         req.send().await.map_err(|e| {
             let (failure, err) = classify(e);
             Attempt::Failed(failure, err.with_request(call.method.as_str(), redact_url(&call.url)))
@@ -245,6 +316,29 @@ enum Attempt {
     Failed(Failure, Error),
     /// Failed before anything was sent, for a reason a retry cannot fix (a local file).
     Fatal(Error),
+}
+
+/// The call reached its caller's deadline. `hint` is the server's `Retry-After` that did not
+/// fit in the time left; `last` is the failure that would otherwise have been retried.
+fn deadline_error(call: &Call, hint: Option<Duration>, last: Option<Error>) -> Error {
+    let mut what = match hint {
+        Some(hint) => format!(
+            "the deadline was reached: the server asked to retry after {:.1}s, past the deadline",
+            hint.as_secs_f64()
+        ),
+        None => "the deadline was reached".to_string(),
+    };
+    if let Some(last) = &last {
+        match last.status() {
+            Some(status) => what.push_str(&format!("; last answer: HTTP {status}: {}", last.message())),
+            None => what.push_str(&format!("; last failure: {last}")),
+        }
+    }
+    let mut err = Error::timeout(what).with_request(call.method.as_str(), redact_url(&call.url));
+    if let Some(hint) = hint {
+        err = err.with_retry_after(hint);
+    }
+    err
 }
 
 /// The server's `Retry-After`, if it sent a usable one.

@@ -291,8 +291,14 @@ impl Image {
     #[doc = crate::doc_examples::example!(image_read)]
     #[crate::maybe]
     pub async fn read(&self, path: &str) -> Result<Bytes> {
-        let resp = self.open_download(path, "download").await?;
-        resp.bytes().await.map_err(|e| super::http::classify(e).1)
+        let mut resp = self.open_download(path, "download").await?;
+        // Read chunk by chunk so a stalled body fails after `body_idle_timeout`.
+        let idle = self.client.http().idle_limit();
+        let mut body = bytes::BytesMut::new();
+        while let Some(chunk) = transport::next_chunk(&mut resp, idle).await? {
+            body.extend_from_slice(&chunk);
+        }
+        Ok(body.freeze())
     }
 
     /// Whether `path` is a regular file of the image (`HEAD …/download`).

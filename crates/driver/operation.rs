@@ -18,9 +18,20 @@ use crate::transport;
 /// delay before the next look.
 #[crate::maybe]
 pub(crate) async fn get(client: &Client, id: &str, inflight: bool) -> Result<(OperationResponse, Option<Duration>)> {
+    get_by(client, id, inflight, None).await
+}
+
+/// [`get`], ending by `deadline` (retries and their pauses included) with a Timeout error.
+#[crate::maybe]
+pub(crate) async fn get_by(
+    client: &Client,
+    id: &str,
+    inflight: bool,
+    deadline: Option<Instant>,
+) -> Result<(OperationResponse, Option<Duration>)> {
     let http = client.http();
     let query: Vec<(&str, String)> = if inflight { vec![("inflight", "1".into())] } else { Vec::new() };
-    let call = http.call_with_query(Method::GET, &["operations", id], query);
+    let call = http.call_with_query(Method::GET, &["operations", id], query).deadline(deadline);
     let resp = http.send(&call).await?;
     let hint = super::http::retry_after(&resp);
     let body = resp.bytes().await.map_err(|e| super::http::classify(e).1)?;
@@ -31,8 +42,14 @@ pub(crate) async fn get(client: &Client, id: &str, inflight: bool) -> Result<(Op
 /// Cancels an operation (`DELETE /operations/{id}`). A 409 (already finished) is not an error.
 #[crate::maybe]
 pub(crate) async fn cancel(client: &Client, id: &str) -> Result<()> {
+    cancel_by(client, id, None).await
+}
+
+/// [`cancel`], giving up at `deadline`.
+#[crate::maybe]
+pub(crate) async fn cancel_by(client: &Client, id: &str, deadline: Option<Instant>) -> Result<()> {
     let http = client.http();
-    match http.unit(&http.call(Method::DELETE, &["operations", id])).await {
+    match http.unit(&http.call(Method::DELETE, &["operations", id]).deadline(deadline)).await {
         Ok(()) => Ok(()),
         Err(e) if e.is_conflict() => Ok(()),
         Err(e) => Err(e),
@@ -50,16 +67,19 @@ pub(crate) async fn wait(client: &Client, id: &str, timeout: Duration) -> Result
         steepness: config.operation_poll_backoff_grow,
     };
     let started = Instant::now();
+    let deadline = started + timeout;
     let mut not_found = 0u32;
     loop {
         let spent = started.elapsed();
-        if spent > timeout {
-            if let Err(e) = cancel(client, id).await {
+        if spent >= timeout {
+            // Best effort, and briefly: the caller's deadline has passed already.
+            let grace = Some(Instant::now() + Duration::from_millis(500));
+            if let Err(e) = cancel_by(client, id, grace).await {
                 tracing::warn!(operation = id, error = %e, "could not cancel the timed-out operation");
             }
             return Err(Error::operation_timed_out(id, spent));
         }
-        let hint = match get(client, id, false).await {
+        let hint = match get_by(client, id, false, Some(deadline)).await {
             Ok((op, hint)) => {
                 if op.status.is_terminal() {
                     return finished(id, op);
@@ -71,9 +91,12 @@ pub(crate) async fn wait(client: &Client, id: &str, timeout: Duration) -> Result
                 not_found += 1;
                 None
             }
+            // The deadline cut the status read short: the loop reports the timeout.
+            Err(e) if e.is_timeout() && Instant::now() >= deadline => continue,
             Err(e) => return Err(e.with_operation(id)),
         };
-        transport::sleep(curve.next_sleep(started.elapsed(), timeout, hint, rand::random::<f64>())).await;
+        let nap = curve.next_sleep(started.elapsed(), timeout, hint, rand::random::<f64>());
+        transport::sleep(nap.min(deadline.saturating_duration_since(Instant::now()))).await;
     }
 }
 

@@ -53,7 +53,16 @@ struct Following {
     started: Started,
     follower: EventFollower,
     polled: Option<OperationResponse>,
-    saw_output: bool,
+    /// What the live events delivered, so a finish from the status replays only the rest.
+    seen: Seen,
+}
+
+/// How much of a run's output its live events delivered.
+#[derive(Default)]
+struct Seen {
+    stdout: usize,
+    stderr: usize,
+    exit: bool,
 }
 
 crate::flavor::declare! {
@@ -77,7 +86,7 @@ impl RunEvents {
         RunEvents {
             image,
             spec,
-            phase: Phase::Following(Box::new(Following { started, follower, polled: None, saw_output: false })),
+            phase: Phase::Following(Box::new(Following { started, follower, polled: None, seen: Seen::default() })),
             queued: Default::default(),
         }
     }
@@ -110,8 +119,12 @@ impl RunEvents {
                     let started = super::run::start(&self.image, &self.spec).await?;
                     let follower = EventFollower::new(self.image.client.clone(), started.op_id.clone())
                         .deadline(Some(started.deadline));
-                    self.phase =
-                        Phase::Following(Box::new(Following { started, follower, polled: None, saw_output: false }));
+                    self.phase = Phase::Following(Box::new(Following {
+                        started,
+                        follower,
+                        polled: None,
+                        seen: Seen::default(),
+                    }));
                 }
                 Phase::Following(f) => match f.follower.next().await {
                     Err(e) => {
@@ -131,15 +144,17 @@ impl RunEvents {
                         }
                         match ev.payload() {
                             EventPayload::Stdout(s) => {
-                                f.saw_output = true;
-                                return Ok(Some(RunEvent::Stdout(Bytes::from(s.to_bytes()?))));
+                                let bytes = s.to_bytes()?;
+                                f.seen.stdout += bytes.len();
+                                return Ok(Some(RunEvent::Stdout(Bytes::from(bytes))));
                             }
                             EventPayload::Stderr(s) => {
-                                f.saw_output = true;
-                                return Ok(Some(RunEvent::Stderr(Bytes::from(s.to_bytes()?))));
+                                let bytes = s.to_bytes()?;
+                                f.seen.stderr += bytes.len();
+                                return Ok(Some(RunEvent::Stderr(Bytes::from(bytes))));
                             }
                             EventPayload::Exit(x) => {
-                                f.saw_output = true;
+                                f.seen.exit = true;
                                 return Ok(Some(RunEvent::Exit(ExitStatus::from_wire(
                                     x.code.into(),
                                     x.signal.into(),
@@ -153,19 +168,23 @@ impl RunEvents {
                         let Phase::Following(f) = std::mem::replace(&mut self.phase, Phase::Done) else {
                             unreachable!("matched Following above")
                         };
-                        let Following { started, polled, saw_output, .. } = *f;
+                        let Following { started, polled, seen, .. } = *f;
+                        let from_status = polled.is_some();
                         let result = super::run::finish(&self.image, &self.spec, &started.op_id, polled).await;
                         started.guard.disarm();
                         let image = result?;
-                        if !saw_output && let Some(out) = &image.output {
-                            // Polling fallback: no live events, so replay the final output.
-                            if !out.stdout.is_empty() {
-                                self.queued.push_back(RunEvent::Stdout(out.stdout.clone()));
+                        if from_status && let Some(out) = &image.output {
+                            // Finished from the status (polling fallback, or a stream that
+                            // never sent its end): replay what the live events did not deliver.
+                            if out.stdout.len() > seen.stdout {
+                                self.queued.push_back(RunEvent::Stdout(out.stdout.slice(seen.stdout..)));
                             }
-                            if !out.stderr.is_empty() {
-                                self.queued.push_back(RunEvent::Stderr(out.stderr.clone()));
+                            if out.stderr.len() > seen.stderr {
+                                self.queued.push_back(RunEvent::Stderr(out.stderr.slice(seen.stderr..)));
                             }
-                            self.queued.push_back(RunEvent::Exit(out.status));
+                            if !seen.exit {
+                                self.queued.push_back(RunEvent::Exit(out.status));
+                            }
                         }
                         self.queued.push_back(RunEvent::Finished(Box::new(image)));
                     }

@@ -644,6 +644,8 @@ pub(crate) struct Started {
 /// Uploads, reads stdin and spawns the operation (`POST /instances`).
 #[crate::maybe]
 pub(crate) async fn start(image: &Image, spec: &RunSpec) -> Result<Started> {
+    // The caller's wait starts now: uploads and the spawn count against it.
+    let begun = Instant::now();
     if image.state == ImageState::Executing {
         return Err(Error::image_state("run", image.state, &[ImageState::Pulled, ImageState::Succeeded]));
     }
@@ -717,16 +719,14 @@ pub(crate) async fn start(image: &Image, spec: &RunSpec) -> Result<Started> {
         body = body.stdin(repr);
     }
 
+    let wait = spec.wait_timeout.unwrap_or(timeout + Duration::from_secs(30));
+    let deadline = begun + wait;
     let http = client.http();
-    let created: InstanceSpawnResponse = http.json(&http.call(Method::POST, &["instances"]).json(&body)?).await?;
+    let spawn = http.call(Method::POST, &["instances"]).json(&body)?.deadline(Some(deadline));
+    let created: InstanceSpawnResponse = http.json(&spawn).await?;
     let op_id = created.uuid.to_string();
     tracing::debug!(operation = %op_id, command = %spec.command, "run started");
-    let wait = spec.wait_timeout.unwrap_or(timeout + Duration::from_secs(30));
-    Ok(Started {
-        op_id: op_id.clone(),
-        deadline: Instant::now() + wait,
-        guard: CancelGuard::new(client.clone(), op_id),
-    })
+    Ok(Started { op_id: op_id.clone(), deadline, guard: CancelGuard::new(client.clone(), op_id) })
 }
 
 /// A local file's executable bit decides 0755 versus 0644.

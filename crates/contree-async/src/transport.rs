@@ -31,9 +31,13 @@ pub(crate) async fn sleep(d: Duration) {
     tokio::time::sleep(d).await
 }
 
-/// `fut`'s output, or `None` if it takes longer than `limit`.
-pub(crate) async fn within<T>(limit: Duration, fut: impl std::future::Future<Output = T>) -> Option<T> {
-    tokio::time::timeout(limit, fut).await.ok()
+/// The output of the future `start` makes, or `None` if it takes longer than `limit` (the
+/// future is then dropped, which abandons its request).
+pub(crate) async fn within<T, F>(limit: Duration, start: impl FnOnce() -> F) -> Option<T>
+where
+    F: std::future::Future<Output = T>,
+{
+    tokio::time::timeout(limit, start()).await.ok()
 }
 
 /// Next body chunk, or `None` at the end. A broken body is a transport error (the request
@@ -41,8 +45,22 @@ pub(crate) async fn within<T>(limit: Duration, fut: impl std::future::Future<Out
 pub(crate) async fn next_chunk(resp: &mut Response, idle: Duration) -> Result<Option<Bytes>> {
     match tokio::time::timeout(idle, resp.chunk()).await {
         Ok(r) => r.map_err(|e| if e.is_timeout() { Error::timeout(e) } else { Error::transport(true, e) }),
-        Err(elapsed) => Err(Error::timeout(elapsed)),
+        Err(_) => Err(Error::timeout(format!("the server sent no data for {:.1}s", idle.as_secs_f64()))),
     }
+}
+
+/// An event stream's body, read with a bound that may shrink from one read to the next
+/// (the caller's deadline comes closer).
+pub(crate) struct EventBody(Response);
+
+/// Wraps an event stream's response for [`next_event_chunk`].
+pub(crate) fn event_body(resp: Response) -> EventBody {
+    EventBody(resp)
+}
+
+/// The next chunk of an event stream, or `None` at its end; a Timeout error after `idle`.
+pub(crate) async fn next_event_chunk(body: &mut EventBody, idle: Duration) -> Result<Option<Bytes>> {
+    next_chunk(&mut body.0, idle).await
 }
 
 /// A streamed request body over an open file: memory stays flat whatever the size.

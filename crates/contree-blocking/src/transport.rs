@@ -39,15 +39,30 @@ pub(crate) fn sleep(d: Duration) {
     std::thread::sleep(d)
 }
 
-/// The async flavor's bound on a call; here the request's own timeout already bounds it, so
-/// the value (computed by the time this is called) is passed through.
-pub(crate) fn within<T>(_limit: Duration, value: T) -> Option<T> {
-    Some(value)
+/// Runs `work`, and gives its value only if it came within `limit`; `None` otherwise, as the
+/// async flavor does when it drops a late future.
+///
+/// A blocking call cannot be pre-empted, so `limit` has to be enforced by the work itself:
+/// every call made under it carries the same deadline (`Call::deadline`), which shortens each
+/// attempt's socket timeout and forbids pauses that end past it. This check only makes a
+/// value that still arrived late count as the timeout it is, the same in both flavors.
+pub(crate) fn within<T>(limit: Duration, work: impl FnOnce() -> T) -> Option<T> {
+    let started = std::time::Instant::now();
+    let value = work();
+    (started.elapsed() <= limit).then_some(value)
 }
 
 /// Next body chunk, or `None` at the end. A broken body is a transport error (the request
-/// was sent), or a timeout.
-pub(crate) fn next_chunk(resp: &mut Response, _idle: Duration) -> Result<Option<Bytes>> {
+/// was sent), or a timeout. `idle` is the limit the request was sent with (blocking reqwest
+/// applies it to every read); it only names the limit in the error.
+pub(crate) fn next_chunk(resp: &mut Response, idle: Duration) -> Result<Option<Bytes>> {
+    let silent = || {
+        if idle.is_zero() {
+            "the server sent no data in time".to_string()
+        } else {
+            format!("the server sent no data for {:.1}s", idle.as_secs_f64())
+        }
+    };
     let mut buf = vec![0u8; 64 * 1024];
     loop {
         match resp.read(&mut buf) {
@@ -57,7 +72,7 @@ pub(crate) fn next_chunk(resp: &mut Response, _idle: Duration) -> Result<Option<
                 return Ok(Some(Bytes::from(buf)));
             }
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => return Err(Error::timeout(e)),
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => return Err(Error::timeout(silent())),
             Err(e) => {
                 // reqwest::blocking wraps its own errors in io::Error; look inside so a read
                 // timeout is classified the same way in both flavors.
@@ -65,9 +80,52 @@ pub(crate) fn next_chunk(resp: &mut Response, _idle: Duration) -> Result<Option<
                     .get_ref()
                     .and_then(|inner| inner.downcast_ref::<reqwest::Error>())
                     .is_some_and(reqwest::Error::is_timeout);
-                return Err(if timed_out { Error::timeout(e) } else { Error::transport(true, e) });
+                return Err(if timed_out { Error::timeout(silent()) } else { Error::transport(true, e) });
             }
         }
+    }
+}
+
+/// An event stream's body, read with a bound that may shrink from one read to the next
+/// (the caller's deadline comes closer).
+///
+/// `reqwest::blocking` fixes one timeout per response, for every read. A reader thread feeds
+/// the chunks through a channel so each read can wait for its own bound instead; the thread
+/// ends when the body ends, when its own timeout fires, or at its next chunk once this
+/// handle is dropped.
+pub(crate) struct EventBody {
+    rx: std::sync::mpsc::Receiver<Result<Option<Bytes>>>,
+}
+
+/// Starts the reader thread of an event stream's response.
+pub(crate) fn event_body(mut resp: Response) -> EventBody {
+    let (tx, rx) = std::sync::mpsc::sync_channel(16);
+    let spawned = std::thread::Builder::new().name("contree-events".into()).spawn(move || {
+        loop {
+            let chunk = next_chunk(&mut resp, Duration::ZERO);
+            let more = matches!(chunk, Ok(Some(_)));
+            if tx.send(chunk).is_err() || !more {
+                break;
+            }
+        }
+    });
+    if let Err(e) = spawned {
+        // Without the thread the channel is closed: the first read reports it and the
+        // follower reconnects.
+        tracing::warn!(error = %e, "could not start the event stream reader thread");
+    }
+    EventBody { rx }
+}
+
+/// The next chunk of an event stream, or `None` at its end; a Timeout error after `idle`.
+pub(crate) fn next_event_chunk(body: &mut EventBody, idle: Duration) -> Result<Option<Bytes>> {
+    use std::sync::mpsc::RecvTimeoutError;
+    match body.rx.recv_timeout(idle) {
+        Ok(chunk) => chunk,
+        Err(RecvTimeoutError::Timeout) => {
+            Err(Error::timeout(format!("the event stream sent nothing for {:.1}s", idle.as_secs_f64())))
+        }
+        Err(RecvTimeoutError::Disconnected) => Err(Error::transport(true, "the event stream reader stopped")),
     }
 }
 

@@ -257,6 +257,13 @@ impl Error {
         self
     }
 
+    /// Records how long the server asked the client to wait before trying again, when the
+    /// client gave up first (a `Retry-After` longer than the caller's deadline left).
+    pub fn with_retry_after(mut self, retry_after: Duration) -> Self {
+        self.inner.context.retry_after = Some(retry_after);
+        self
+    }
+
     /// Records the underlying cause.
     pub fn with_source(mut self, source: impl Into<BoxError>) -> Self {
         self.inner.source = Some(std::sync::Arc::from(source.into()));

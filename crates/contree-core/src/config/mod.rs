@@ -144,6 +144,14 @@ pub struct ContreeConfig {
     pub transport_timeout: Duration,
     /// Timeout for establishing a connection.
     pub connect_timeout: Duration,
+    /// How long a streamed body (a download, an archive, a file read, an upload's answer) may
+    /// stay silent between two chunks before the read fails with a Timeout error. File bodies
+    /// have no keep-alives, so this bounds a stalled transfer, not a slow one.
+    pub body_idle_timeout: Duration,
+    /// How long an operation's event stream may stay silent (not even a keep-alive comment)
+    /// before the client drops it and resumes with `Last-Event-Id`. Keep it above the
+    /// server's keep-alive period (15 s for Contree).
+    pub sse_keepalive_timeout: Duration,
     /// Read buffer size when hashing and uploading files.
     pub file_upload_chunk_size: usize,
     /// How long an import may take (sent to the server and waited for). Falls back to
@@ -182,6 +190,8 @@ impl Default for ContreeConfig {
             auth_kind: AuthKind::Iam,
             transport_timeout: Duration::from_secs(10),
             connect_timeout: Duration::from_secs(10),
+            body_idle_timeout: Duration::from_secs(90),
+            sse_keepalive_timeout: Duration::from_secs(90),
             file_upload_chunk_size: 1024 * 1024,
             operation_import_timeout: None,
             operation_run_timeout: None,
@@ -351,6 +361,8 @@ mod tests {
         assert_eq!(c.auth_kind, AuthKind::Iam);
         assert_eq!(c.transport_timeout, Duration::from_secs(10));
         assert_eq!(c.file_upload_chunk_size, 1 << 20);
+        assert_eq!(c.body_idle_timeout, Duration::from_secs(90));
+        assert_eq!(c.sse_keepalive_timeout, Duration::from_secs(90));
         assert_eq!(c.operation_timeout, Duration::from_secs(1000));
         assert_eq!(c.operation_poll_min, Duration::from_millis(100));
         assert_eq!(c.operation_poll_max, Duration::from_secs(10));
