@@ -24,7 +24,7 @@ mod flavor {
     /// Every item of the run's event `Stream`.
     pub async fn collect_events(run: &PreparedRun) -> Vec<contree::Result<RunEvent>> {
         use futures_util::StreamExt;
-        run.stream().collect().await
+        run.clone().stream().collect().await
     }
 
     /// Runs `work` on a plain thread (starting and stopping an embedded server must happen

@@ -16,14 +16,16 @@ mod fault_proxy;
 mod local;
 
 mod flavor {
-    pub use contree::blocking::{ContreeImageSync as Image, ContreeSync as Client, PreparedRun, RunEvent};
+    pub use contree::blocking::{
+        ContreeImageSync as Image, ContreeSync as Client, PreparedRunSync as PreparedRun, RunEventSync as RunEvent,
+    };
 
     /// The flavor's name in the timing lines.
     pub const NAME: &str = "blocking";
 
     /// Every item of the run's event `Iterator`.
     pub fn collect_events(run: &PreparedRun) -> Vec<contree::Result<RunEvent>> {
-        run.stream().collect()
+        run.clone().stream().collect()
     }
 
     /// Runs `work` on a plain thread and waits for it.

@@ -52,6 +52,7 @@ pub async fn regression_stream_ending_without_completion_finishes_from_the_statu
             crate::flavor::RunEvent::Stderr(b) => format!("stderr:{}", String::from_utf8_lossy(&b)),
             crate::flavor::RunEvent::Exit(s) => format!("exit:{}", s.code_or_minus_one()),
             crate::flavor::RunEvent::Finished(_) => "finished".into(),
+            _ => "unexpected event".into(),
         })
         .collect();
     assert_eq!(names, ["exit:0", "stdout:done\n", "finished"]);

@@ -18,7 +18,7 @@ pub async fn spawn_connection_dropped_before_it_reached_the_server() {
     let result = base.shell("echo once").wait_timeout(deadline).wait().await;
     timed(scenario, "wait", deadline, clock.took(), &result);
     // The client cannot know the server never saw it, so it must not resend a spawn.
-    let err = expect_error(result, ErrorKind::Transport, "transport error");
+    let err = expect_error(result, ErrorKind::Transport, "connection lost during POST");
     assert!(err.to_string().contains("POST"), "the error names the request: {err}");
     assert_eq!(proxy.seen_to("POST", "/v1/instances").len(), 1, "not resent");
     assert_eq!(proxy.spawns_forwarded(), 0);
@@ -38,7 +38,7 @@ pub async fn spawn_connection_dropped_after_the_server_took_it() {
     let clock = Clock::start();
     let result = base.shell("echo once").wait_timeout(deadline).wait().await;
     timed(scenario, "wait", deadline, clock.took(), &result);
-    expect_error(result, ErrorKind::Transport, "transport error");
+    expect_error(result, ErrorKind::Transport, "connection lost during POST");
     assert_eq!(proxy.seen_to("POST", "/v1/instances").len(), 1, "a spawn the server may have taken is never resent");
     assert_eq!(proxy.spawns_forwarded(), 1, "the server ran it once");
 }

@@ -18,6 +18,7 @@ async fn event_names(run: &crate::flavor::PreparedRun) -> contree::Result<Vec<St
             RunEvent::Stderr(b) => format!("stderr:{}", String::from_utf8_lossy(&b)),
             RunEvent::Exit(s) => format!("exit:{}", s.code_or_minus_one()),
             RunEvent::Finished(_) => "finished".to_string(),
+            _ => "unexpected event".to_string(),
         });
     }
     Ok(names)
