@@ -28,9 +28,12 @@ mod api;
 pub mod config;
 mod ops;
 
-pub mod images;
-pub mod sandbox;
-pub mod store;
+mod images;
+// Entry points that only the sandbox's own tests use (spawn with a callback, wait, discard)
+// are dead code in the server build.
+#[cfg_attr(not(test), allow(dead_code, unused_imports))]
+mod sandbox;
+mod store;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
