@@ -26,6 +26,7 @@
 
 mod api;
 pub mod config;
+mod data_dir;
 mod ops;
 
 mod images;
@@ -88,7 +89,7 @@ impl LocalServer {
         config.validate()?;
         let (temp_dir, data_dir) = match &config.data_dir {
             Some(d) => {
-                std::fs::create_dir_all(d).map_err(|e| Error::io(format!("cannot create {}", d.display()), e))?;
+                data_dir::create_private(d)?;
                 (None, d.clone())
             }
             None => {
@@ -259,8 +260,17 @@ fn prepare(data_dir: &Path) -> Result<(store::Store, images::base::BaseImage)> {
     {
         tracing::warn!(dir = %runs.display(), error = %e, "could not clean up old run directories");
     }
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(data_dir::DIR_MODE)
+            .create(&runs)
+            .map_err(|e| Error::io(format!("cannot create {}", runs.display()), e))?;
+    }
     let base = images::base::ensure_base(data_dir)
         .map_err(|e| Error::config(format!("cannot prepare the base image: {e}")))?;
+    data_dir::tighten(data_dir)?;
     if store.get_image(base.uuid)?.is_none() {
         let record = store::ImageRecord::new(base.uuid, None, None);
         store.insert_image(&record)?;

@@ -97,6 +97,7 @@ impl Store {
         blobs::remove_stale_uploads(&blobs_dir)?;
 
         let db_path = data_dir.join("db.sqlite");
+        create_private_file(&db_path)?;
         let mut conn = Connection::open(&db_path).map_err(|e| {
             Error::from_status(500, format!("cannot open the store database {}", db_path.display()), None)
                 .with_source(e)
@@ -133,6 +134,17 @@ impl Store {
         // still guards a consistent connection.
         let mut conn = self.inner.conn.lock().unwrap_or_else(PoisonError::into_inner);
         f(&mut conn)
+    }
+}
+
+/// Creates `path` empty with mode 0600 unless it exists. SQLite gives its `-wal` and `-shm`
+/// files the database's mode, so they are private too.
+fn create_private_file(path: &Path) -> Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    match fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(Error::io(format!("cannot create {}", path.display()), e)),
     }
 }
 
@@ -301,6 +313,10 @@ mod tests {
         let data = dir.path().join("nested/data");
         let store = Store::open(&data).unwrap();
         assert!(data.join("db.sqlite").is_file());
+        for f in ["db.sqlite", "db.sqlite-wal", "db.sqlite-shm"] {
+            use std::os::unix::fs::MetadataExt;
+            assert_eq!(fs::metadata(data.join(f)).unwrap().mode() & 0o777, 0o600, "{f}");
+        }
         assert!(data.join("blobs").is_dir());
         assert!(data.join("layers").is_dir());
         assert_eq!(store.data_dir(), data);
