@@ -194,6 +194,12 @@ async fn probe_on(t: &Target, mut body: Value) -> Outcome {
     let v: Value = r.json().await.unwrap();
     assert_eq!(status.as_u16(), 201, "spawn {body}: {v}");
     let op = v["uuid"].as_str().unwrap().to_owned();
+    wait_op(t, &op).await
+}
+
+/// Polls an operation until it ends (bounded) and returns what it ended with.
+async fn wait_op(t: &Target, op: &str) -> Outcome {
+    let url = |path: &str| format!("{}/v1{path}", t.base);
     let deadline = Instant::now() + Duration::from_secs(RUN_TIMEOUT_SECS + 30);
     loop {
         let v: Value = http()
@@ -376,7 +382,13 @@ async fn files_cannot_target_proc_sys_or_dev() {
                 // The attack went through: report what the run saw (a write into /proc/1/comm
                 // shows up as init's name).
                 let op = v["uuid"].as_str().unwrap_or_default().to_owned();
-                accepted.push(format!("{dest}: HTTP {status}, operation {op}"));
+                let out = wait_op(t, &op).await;
+                accepted.push(format!(
+                    "{dest}: HTTP {status}; the run ended {} ({}), /proc/1/comm: {:?}",
+                    out.status,
+                    out.error,
+                    out.stdout.trim()
+                ));
             }
         }
         assert!(
@@ -637,6 +649,42 @@ async fn mknod_of_a_device_fails() {
              echo PROBE-DONE")
         .await;
         let attack = "mknod a character or block device";
+        out.assert_ran(attack);
+        out.assert_no_escape(attack);
+    })
+    .await;
+}
+
+/// Opens (never writes) the files Docker masks: a file still reachable, rather than absent or
+/// replaced by `/dev/null`, is an escape. Opening `/proc/sysrq-trigger` or a sysctl for writing
+/// has no effect by itself.
+const PROC_MASK_PROBE: &str = r#"
+use Fcntl;
+sub devnull { my @s = stat($_[0]); return @s && ($s[2] & 0170000) == 0020000 && $s[6] == ((1 << 8) | 3); }
+for my $p (qw(/proc/mtrr /proc/sysrq-trigger /proc/sys/kernel/core_pattern /proc/sys/kernel/modprobe /proc/sys/vm/drop_caches)) {
+  if (!-e $p) { print "absent $p\n"; next; }
+  if (devnull($p)) { print "masked $p\n"; next; }
+  if (sysopen(my $f, $p, O_WRONLY)) { print "ESCAPED $p can be opened for writing\n"; close $f; }
+  else { print "not writable $p: $!\n"; }
+}
+for my $p (qw(/proc/kcore /proc/keys /proc/timer_list /proc/sched_debug)) {
+  if (!-e $p) { print "absent $p\n"; next; }
+  if (devnull($p)) { print "masked $p\n"; next; }
+  if (sysopen(my $f, $p, O_RDONLY)) {
+    my $n = sysread($f, my $buf, 64);
+    if ($n) { print "ESCAPED $p is readable\n"; } else { print "empty $p\n"; }
+    close $f;
+  } else { print "not readable $p: $!\n"; }
+}
+print "PROBE-DONE\n";
+"#;
+
+#[tokio::test]
+async fn masked_proc_files_are_neither_writable_nor_readable() {
+    bounded("/proc masks", async {
+        let out = perl(PROC_MASK_PROBE, &[]).await;
+        let attack =
+            "open /proc/mtrr, /proc/sysrq-trigger, /proc/sys/* for writing; read /proc/kcore, keys, timer_list";
         out.assert_ran(attack);
         out.assert_no_escape(attack);
     })
