@@ -203,3 +203,51 @@ fn a_token_file_other_users_can_read_is_refused() {
     assert!(err.contains("chmod 600"), "{err}");
     assert!(!err.contains("open-token-7f3a"), "{err}");
 }
+
+/// Every regular file under `dir` (bounded walk, symlinks not followed).
+fn files_under(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().filter_map(Result::ok) {
+            let t = e.file_type().unwrap();
+            if t.is_dir() {
+                stack.push(e.path());
+            } else if t.is_file() {
+                out.push(e.path());
+            }
+            assert!(out.len() + stack.len() < 100_000, "runaway walk of {}", dir.display());
+        }
+    }
+    out
+}
+
+#[test]
+fn the_embedded_server_keeps_its_token_in_memory_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = "embedded-token-3e9c51a0d4";
+    let server = contree_local::LocalServer::start_blocking(
+        contree_local::LocalConfig::default().with_token(token).with_data_dir(dir.path().join("data")),
+    )
+    .unwrap();
+    let data = server.data_dir().to_path_buf();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let status = rt.block_on(async {
+        reqwest::Client::new()
+            .get(format!("{}/v1/whoami", server.base_url()))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+            .status()
+    });
+    assert_eq!(status.as_u16(), 200);
+    drop(server);
+    assert!(!data.join("token").exists(), "the embedded server wrote a token file");
+    let files = files_under(&data);
+    assert!(files.iter().any(|f| f.ends_with("db.sqlite")), "the walk saw the database: {files:?}");
+    for f in files {
+        let content = std::fs::read(&f).unwrap();
+        assert!(!contains(&content, token), "the token is stored in {}", f.display());
+    }
+}
