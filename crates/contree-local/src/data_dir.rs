@@ -71,6 +71,15 @@ pub(crate) fn create_private(dir: &Path) -> Result<()> {
     }
 }
 
+/// Creates `dir` (a directory inside the data dir) with mode `0700` unless it exists.
+pub(crate) fn create_private_subdir(dir: &Path) -> Result<()> {
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(DIR_MODE)
+        .create(dir)
+        .map_err(|e| Error::io(format!("cannot create {}", dir.display()), e))
+}
+
 /// Makes everything the server keeps in `data_dir` private: the directories it makes `0700`,
 /// the database, its WAL files, the token file and every blob `0600`. Missing entries are
 /// skipped. Run once at start, after the store and the base image are ready.

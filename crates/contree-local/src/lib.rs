@@ -79,7 +79,8 @@ impl std::fmt::Debug for LocalServer {
 
 impl LocalServer {
     /// Starts a server (from inside a tokio runtime): checks that the host can sandbox,
-    /// opens (or creates) the data dir, marks operations interrupted by a previous stop as
+    /// opens (or creates) the data dir and makes it private to the server's user (see
+    /// [`LocalConfig::data_dir`]), marks operations interrupted by a previous stop as
     /// FAILED, prepares the built-in base image, and listens on `config.bind`.
     ///
     /// Errors: `InvalidArgument` for a bad config field, `Config` when the host can't sandbox
@@ -260,14 +261,7 @@ fn prepare(data_dir: &Path) -> Result<(store::Store, images::base::BaseImage)> {
     {
         tracing::warn!(dir = %runs.display(), error = %e, "could not clean up old run directories");
     }
-    {
-        use std::os::unix::fs::DirBuilderExt;
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(data_dir::DIR_MODE)
-            .create(&runs)
-            .map_err(|e| Error::io(format!("cannot create {}", runs.display()), e))?;
-    }
+    data_dir::create_private_subdir(&runs)?;
     let base = images::base::ensure_base(data_dir)
         .map_err(|e| Error::config(format!("cannot prepare the base image: {e}")))?;
     data_dir::tighten(data_dir)?;
