@@ -33,6 +33,12 @@ pub(crate) const MAX_TRUNCATE_OUTPUT_AT: u64 = 10 * 1024 * 1024;
 pub struct LocalConfig {
     /// Where images, layers, uploaded files and the database live. `None` makes a fresh
     /// temporary directory that is removed when the server stops (embedded/test use).
+    ///
+    /// The server makes it private: the directory and those it creates in it get mode `0700`,
+    /// the database and blobs `0600`, because runs leave setuid files and device nodes in their
+    /// layers and the database holds every run's env, stdin and output. An existing directory
+    /// that other users can enter must be empty or an earlier data dir; anything else (say
+    /// `/tmp`) is refused with `InvalidArgument` naming `data_dir`.
     pub data_dir: Option<PathBuf>,
     /// The address to listen on. Defaults to `127.0.0.1:0` (loopback, any free port): the
     /// server runs commands as root in sandboxes, so it is not exposed to the network unless

@@ -26,11 +26,15 @@
 
 mod api;
 pub mod config;
+mod data_dir;
 mod ops;
 
-pub mod images;
-pub mod sandbox;
-pub mod store;
+mod images;
+// Entry points that only the sandbox's own tests use (spawn with a callback, wait, discard)
+// are dead code in the server build.
+#[cfg_attr(not(test), allow(dead_code, unused_imports))]
+mod sandbox;
+mod store;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -75,7 +79,8 @@ impl std::fmt::Debug for LocalServer {
 
 impl LocalServer {
     /// Starts a server (from inside a tokio runtime): checks that the host can sandbox,
-    /// opens (or creates) the data dir, marks operations interrupted by a previous stop as
+    /// opens (or creates) the data dir and makes it private to the server's user (see
+    /// [`LocalConfig::data_dir`]), marks operations interrupted by a previous stop as
     /// FAILED, prepares the built-in base image, and listens on `config.bind`.
     ///
     /// Errors: `InvalidArgument` for a bad config field, `Config` when the host can't sandbox
@@ -85,7 +90,7 @@ impl LocalServer {
         config.validate()?;
         let (temp_dir, data_dir) = match &config.data_dir {
             Some(d) => {
-                std::fs::create_dir_all(d).map_err(|e| Error::io(format!("cannot create {}", d.display()), e))?;
+                data_dir::create_private(d)?;
                 (None, d.clone())
             }
             None => {
@@ -256,8 +261,10 @@ fn prepare(data_dir: &Path) -> Result<(store::Store, images::base::BaseImage)> {
     {
         tracing::warn!(dir = %runs.display(), error = %e, "could not clean up old run directories");
     }
+    data_dir::create_private_subdir(&runs)?;
     let base = images::base::ensure_base(data_dir)
         .map_err(|e| Error::config(format!("cannot prepare the base image: {e}")))?;
+    data_dir::tighten(data_dir)?;
     if store.get_image(base.uuid)?.is_none() {
         let record = store::ImageRecord::new(base.uuid, None, None);
         store.insert_image(&record)?;

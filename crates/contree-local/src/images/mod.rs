@@ -40,22 +40,6 @@ pub struct OverlayStack {
 /// the last entry or absent), the root first.
 ///
 /// Stats each layer's host-dir subdirectories, so call it once per mount.
-///
-/// ```
-/// use contree_local::images::{self, base::{BaseImage, BASE_IMAGE_UUID}};
-/// let base = BaseImage {
-///     uuid: BASE_IMAGE_UUID,
-///     skeleton: "/data/base/rootfs".into(),
-///     host_usr: "/usr".into(),
-///     host_dirs: vec![],
-///     mask: "/data/base/mask".into(),
-/// };
-/// let stacks = images::overlay_stacks(&["/data/layers/b".into(), "/data/layers/a".into()], &base);
-/// assert_eq!(stacks[0].mount_point, "/");
-/// assert_eq!(stacks[0].lowers.last().unwrap(), &std::path::PathBuf::from("/data/base/rootfs"));
-/// assert_eq!(stacks[1].mount_point, "/usr");
-/// assert_eq!(stacks[1].lowers.last().unwrap(), &std::path::PathBuf::from("/usr"));
-/// ```
 pub fn overlay_stacks(layers: &[PathBuf], base: &BaseImage) -> Vec<OverlayStack> {
     let image_layers = image_layers(layers, base);
     let mut root: Vec<PathBuf> = image_layers.to_vec();
@@ -83,4 +67,26 @@ pub(crate) fn image_layers<'a>(layers: &'a [PathBuf], base: &BaseImage) -> &'a [
 
 fn is_real_dir(p: &Path) -> bool {
     std::fs::symlink_metadata(p).is_ok_and(|m| m.is_dir())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::base::{BASE_IMAGE_UUID, BaseImage};
+    use super::*;
+
+    #[test]
+    fn root_and_usr_stacks_end_in_the_base() {
+        let base = BaseImage {
+            uuid: BASE_IMAGE_UUID,
+            skeleton: "/data/base/rootfs".into(),
+            host_usr: "/usr".into(),
+            host_dirs: vec![],
+            mask: "/data/base/mask".into(),
+        };
+        let stacks = overlay_stacks(&["/data/layers/b".into(), "/data/layers/a".into()], &base);
+        assert_eq!(stacks[0].mount_point, "/");
+        assert_eq!(stacks[0].lowers.last().unwrap(), &PathBuf::from("/data/base/rootfs"));
+        assert_eq!(stacks[1].mount_point, "/usr");
+        assert_eq!(stacks[1].lowers.last().unwrap(), &PathBuf::from("/usr"));
+    }
 }

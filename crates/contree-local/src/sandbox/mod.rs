@@ -66,8 +66,8 @@
 //!
 //! # Example
 //!
-//! ```no_run
-//! use contree_local::{images, sandbox};
+//! ```text
+//! use crate::{images, sandbox};
 //! # fn main() -> Result<(), sandbox::SandboxError> {
 //! let data = std::path::Path::new("/var/lib/contree-local");
 //! sandbox::check_support(data)?;

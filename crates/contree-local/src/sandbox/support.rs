@@ -22,8 +22,8 @@ const CAP_SYS_ADMIN: u32 = 21;
 /// It also creates `<data_dir>/runs/` (where run dirs are expected to live) and empties
 /// `<data_dir>/runs/.trash/`, the scratch a previous process had not deleted yet.
 ///
-/// ```no_run
-/// if let Err(e) = contree_local::sandbox::check_support(std::path::Path::new("/var/lib/contree-local")) {
+/// ```text
+/// if let Err(e) = crate::sandbox::check_support(std::path::Path::new("/var/lib/contree-local")) {
 ///     eprintln!("{e}");
 ///     std::process::exit(1);
 /// }

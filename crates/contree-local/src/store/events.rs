@@ -66,6 +66,7 @@ impl Store {
     /// Appends events to operation `op`'s log, all or none (one transaction).
     ///
     /// `NotFound` for an unknown operation, `Conflict` when an id is already logged.
+    #[cfg(test)]
     pub fn append_events(&self, op: Uuid, events: &[EventRow]) -> Result<()> {
         self.with_conn(|conn| {
             let tx = conn.transaction().map_err(db_error)?;
@@ -101,6 +102,7 @@ impl Store {
     }
 
     /// The highest event id logged for `op`, if any.
+    #[cfg(test)]
     pub fn last_event_id(&self, op: Uuid) -> Result<Option<u64>> {
         self.with_conn(|conn| last_id(conn, op))
     }

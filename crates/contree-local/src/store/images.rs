@@ -53,6 +53,7 @@ impl ImageRecord {
     }
 
     /// Sets the tag.
+    #[cfg(test)]
     pub fn with_tag(mut self, tag: impl Into<String>) -> ImageRecord {
         self.tag = Some(tag.into());
         self

@@ -73,6 +73,7 @@ impl Store {
 
     /// Deletes layer `id` (for a run whose image could not be recorded). A missing layer is
     /// not an error; a layer some image uses is `Conflict`.
+    #[cfg_attr(not(test), expect(dead_code, reason = "layer garbage collection is not wired into the server yet"))]
     pub fn remove_layer(&self, id: &str) -> Result<()> {
         let path = self.layer_path(id)?;
         let used = self.with_conn(|conn| {
@@ -90,6 +91,7 @@ impl Store {
     /// runs that crashed before their image was recorded. Call it at startup only, before any
     /// run starts (a run adopts its layer a moment before recording its image). Returns how
     /// many were removed.
+    #[cfg_attr(not(test), expect(dead_code, reason = "layer garbage collection is not wired into the server yet"))]
     pub fn remove_orphan_layers(&self) -> Result<usize> {
         let used: HashSet<String> = self.with_conn(|conn| {
             let mut st =
@@ -111,7 +113,6 @@ impl Store {
         Ok(removed)
     }
 }
-
 fn remove_dir(path: &Path) -> Result<()> {
     let result = match fs::symlink_metadata(path) {
         Ok(meta) if meta.is_dir() => fs::remove_dir_all(path),

@@ -16,35 +16,12 @@
 //! are cached, SQLite runs in WAL mode with `synchronous=NORMAL`, multi-row writes are one
 //! transaction). The lock is never held across an `.await`, because no method is async and
 //! no guard escapes a method. Calls that copy file content ([`Store::put_blob`]) take time
-//! proportional to the content: run those on a blocking thread, or feed a [`BlobWriter`]
+//! proportional to the content: run those on a blocking thread, or feed a [`BlobWriter`](blobs::BlobWriter)
 //! chunk by chunk.
 //!
 //! Errors are [`contree_core::Error`]s whose kind says what the API should answer: bad input
 //! is `InvalidArgument` naming the argument, a missing record is `NotFound` (status 404), a
 //! duplicate is `Conflict` (409), and database or disk failures are `Server` (500) or `Io`.
-//!
-//! ```
-//! use contree_local::store::{ImageFilter, ImageRecord, Store};
-//! use uuid::Uuid;
-//!
-//! # fn main() -> contree_core::Result<()> {
-//! let dir = tempfile::tempdir().unwrap();
-//! let store = Store::open(dir.path())?;
-//!
-//! let base = ImageRecord::new(Uuid::new_v4(), None, None).with_tag("contree-local/base:latest");
-//! store.insert_image(&base)?;
-//! assert_eq!(store.find_by_tag("contree-local/base:latest")?.unwrap().uuid, base.uuid);
-//!
-//! let (sha, size) = store.put_blob(&b"hello"[..])?;
-//! let file = store.insert_or_touch_file(&sha, size)?;
-//! assert_eq!(file.size, 5);
-//! assert_eq!(std::fs::read(store.blob_path(&sha)?).unwrap(), b"hello");
-//!
-//! let tagged = store.list_images(&ImageFilter { tagged: true, ..ImageFilter::default() })?;
-//! assert_eq!(tagged.len(), 1);
-//! # Ok(())
-//! # }
-//! ```
 
 mod blobs;
 mod events;
@@ -65,11 +42,10 @@ use rusqlite::Connection;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-pub use blobs::BlobWriter;
 pub use events::EventRow;
 pub use files::{FileFilter, FileRecord};
 pub use images::{ImageFilter, ImageRecord};
-pub use operations::{INTERRUPTED_ERROR, OpFilter, OperationRecord};
+pub use operations::{OpFilter, OperationRecord};
 
 /// Default page size of the list filters, as the API's own default.
 pub const DEFAULT_PAGE_LIMIT: u32 = 100;
@@ -121,6 +97,7 @@ impl Store {
         blobs::remove_stale_uploads(&blobs_dir)?;
 
         let db_path = data_dir.join("db.sqlite");
+        create_private_file(&db_path)?;
         let mut conn = Connection::open(&db_path).map_err(|e| {
             Error::from_status(500, format!("cannot open the store database {}", db_path.display()), None)
                 .with_source(e)
@@ -134,6 +111,7 @@ impl Store {
     }
 
     /// The data directory this store was opened on.
+    #[cfg(test)]
     pub fn data_dir(&self) -> &Path {
         &self.inner.data_dir
     }
@@ -156,6 +134,17 @@ impl Store {
         // still guards a consistent connection.
         let mut conn = self.inner.conn.lock().unwrap_or_else(PoisonError::into_inner);
         f(&mut conn)
+    }
+}
+
+/// Creates `path` empty with mode 0600 unless it exists. SQLite gives its `-wal` and `-shm`
+/// files the database's mode, so they are private too.
+fn create_private_file(path: &Path) -> Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    match fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(Error::io(format!("cannot create {}", path.display()), e)),
     }
 }
 
@@ -182,11 +171,6 @@ pub fn now() -> OffsetDateTime {
 /// Formats `t` as RFC 3339 in UTC with microseconds and a `Z` suffix, the way the API
 /// reports timestamps.
 ///
-/// ```
-/// use contree_local::store::format_timestamp;
-/// use time::macros::datetime;
-/// assert_eq!(format_timestamp(datetime!(2025-01-02 03:04:05.678 +01:00)), "2025-01-02T02:04:05.678000Z");
-/// ```
 pub fn format_timestamp(t: OffsetDateTime) -> String {
     let t = t.to_offset(time::UtcOffset::UTC);
     format!(
@@ -329,6 +313,10 @@ mod tests {
         let data = dir.path().join("nested/data");
         let store = Store::open(&data).unwrap();
         assert!(data.join("db.sqlite").is_file());
+        for f in ["db.sqlite", "db.sqlite-wal", "db.sqlite-shm"] {
+            use std::os::unix::fs::MetadataExt;
+            assert_eq!(fs::metadata(data.join(f)).unwrap().mode() & 0o777, 0o600, "{f}");
+        }
         assert!(data.join("blobs").is_dir());
         assert!(data.join("layers").is_dir());
         assert_eq!(store.data_dir(), data);
@@ -339,6 +327,27 @@ mod tests {
         assert_eq!(mode, "wal");
         drop(store);
         Store::open(&data).unwrap();
+    }
+
+    #[test]
+    fn images_tags_blobs_and_files_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let base = ImageRecord::new(Uuid::new_v4(), None, None).with_tag("contree-local/base:latest");
+        store.insert_image(&base).unwrap();
+        assert_eq!(store.find_by_tag("contree-local/base:latest").unwrap().unwrap().uuid, base.uuid);
+        let (sha, size) = store.put_blob(&b"hello"[..]).unwrap();
+        let file = store.insert_or_touch_file(&sha, size).unwrap();
+        assert_eq!(file.size, 5);
+        assert_eq!(fs::read(store.blob_path(&sha).unwrap()).unwrap(), b"hello");
+        let tagged = store.list_images(&ImageFilter { tagged: true, ..ImageFilter::default() }).unwrap();
+        assert_eq!(tagged.len(), 1);
+    }
+
+    #[test]
+    fn timestamps_are_utc_with_microseconds() {
+        use time::macros::datetime;
+        assert_eq!(format_timestamp(datetime!(2025-01-02 03:04:05.678 +01:00)), "2025-01-02T02:04:05.678000Z");
     }
 
     #[test]

@@ -1,10 +1,14 @@
 //! `contree-local`: run a local Contree server.
 //!
 //! ```text
-//! contree-local --data-dir ~/.local/share/contree-local --bind 127.0.0.1:8080 [--token T]
+//! contree-local --data-dir ~/.local/share/contree-local --bind 127.0.0.1:8080 [--token-file PATH]
 //! ```
-//! Prints the base URL and the token (generated when not given) on start, then serves until
-//! interrupted (Ctrl-C / SIGTERM).
+//! The token is never taken from the command line (every host user can read it there): it
+//! comes from `--token-file`, `CONTREE_LOCAL_TOKEN`, or is generated into `<data-dir>/token`
+//! (see [`token`]). Prints the base URL (and a generated token, once) on start, then serves
+//! until interrupted (Ctrl-C / SIGTERM).
+
+mod token;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -28,9 +32,15 @@ struct Args {
     #[arg(long, default_value = "127.0.0.1:8080", env = "CONTREE_LOCAL_BIND")]
     bind: SocketAddr,
 
-    /// Bearer token clients must send. Default: a random one, printed at start.
-    #[arg(long, env = "CONTREE_LOCAL_TOKEN", hide_env_values = true)]
-    token: Option<String>,
+    /// A file holding the bearer token clients must send (mode 0600: files other users can
+    /// read are refused). Or set CONTREE_LOCAL_TOKEN. Default: the token in <data-dir>/token,
+    /// generated and printed on the first start.
+    #[arg(long, value_name = "PATH")]
+    token_file: Option<PathBuf>,
+
+    /// Refused: a token on the command line is visible to every user in `ps`.
+    #[arg(long, hide = true, num_args = 0..=1, value_name = "REFUSED")]
+    token: Option<Option<String>>,
 
     /// How many commands run at once (further ones wait as PENDING). Default: 2 × CPUs.
     #[arg(long)]
@@ -52,6 +62,13 @@ fn default_data_dir() -> PathBuf {
 }
 
 fn main() -> ExitCode {
+    // Taken out of the environment before anything else runs (no other thread exists yet), so
+    // no process the server starts inherits it.
+    let env_token = std::env::var_os(token::TOKEN_ENV);
+    if env_token.is_some() {
+        // SAFETY: single-threaded here: nothing has started a thread or reads the environment.
+        unsafe { std::env::remove_var(token::TOKEN_ENV) };
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "contree_local=info".into()),
@@ -59,11 +76,29 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let args = Args::parse();
-    let mut config =
-        LocalConfig::default().with_data_dir(args.data_dir.unwrap_or_else(default_data_dir)).with_bind(args.bind);
-    if let Some(t) = args.token {
-        config = config.with_token(t);
+    if args.token.is_some() {
+        eprintln!("contree-local: {}", token::TOKEN_FLAG_REFUSED);
+        return ExitCode::from(2);
     }
+    let data_dir = args.data_dir.unwrap_or_else(default_data_dir);
+    let token = match token::resolve(args.token_file.as_deref(), env_token, &data_dir) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("contree-local: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let mut config = LocalConfig::default().with_data_dir(&data_dir).with_bind(args.bind);
+    let token_path = match &token {
+        Some(t) => {
+            config = config.with_token(t.secret.clone());
+            match &t.origin {
+                token::Origin::File(p) | token::Origin::DataDir(p) => Some(p.clone()),
+                token::Origin::Env => None,
+            }
+        }
+        None => None,
+    };
     if let Some(n) = args.max_concurrent_runs {
         config = config.with_max_concurrent_runs(n);
     }
@@ -87,7 +122,22 @@ fn main() -> ExitCode {
         };
         // Printed on stdout (not through logging) so scripts can read them.
         println!("CONTREE_URL={}", server.base_url());
-        println!("CONTREE_TOKEN={}", server.token());
+        match token_path {
+            Some(p) => println!("CONTREE_TOKEN_FILE={}", p.display()),
+            None if token.is_none() => {
+                // Generated: saved (0600, in the private data dir) and shown this once; later
+                // starts reuse the file and print only its path.
+                let path = server.data_dir().join(token::TOKEN_FILE_NAME);
+                if let Err(e) = token::save_generated(&path, server.token()) {
+                    eprintln!("contree-local: {e}");
+                    server.shutdown().await;
+                    return ExitCode::FAILURE;
+                }
+                println!("CONTREE_TOKEN={}", server.token());
+                println!("CONTREE_TOKEN_FILE={}", path.display());
+            }
+            None => {}
+        }
         println!("data dir: {}", server.data_dir().display());
         wait_for_signal().await;
         eprintln!("contree-local: shutting down");
