@@ -58,6 +58,11 @@ pub struct LocalConfig {
     /// How often an idle event stream (`GET /operations/{id}/events?follow=1`) sends a
     /// `: keepalive` comment.
     pub keepalive_interval: Duration,
+    /// The host uid/gid range every sandbox's user namespace is mapped to (root in a
+    /// sandbox is `id_range.base()` on the host). Defaults to 65,536 ids from
+    /// 2,000,000,000, which no host account uses; the server refuses to start when
+    /// `/etc/passwd` or `/etc/group` has an id in it.
+    pub id_range: crate::IdRange,
 }
 
 impl Default for LocalConfig {
@@ -71,6 +76,7 @@ impl Default for LocalConfig {
             default_run_timeout: Some(Duration::from_secs(3600)),
             max_run_timeout: Duration::from_secs(24 * 3600),
             keepalive_interval: Duration::from_secs(15),
+            id_range: crate::IdRange::default(),
         }
     }
 }
@@ -85,6 +91,7 @@ impl fmt::Debug for LocalConfig {
             .field("default_run_timeout", &self.default_run_timeout)
             .field("max_run_timeout", &self.max_run_timeout)
             .field("keepalive_interval", &self.keepalive_interval)
+            .field("id_range", &self.id_range)
             .finish()
     }
 }
@@ -123,6 +130,12 @@ impl LocalConfig {
     /// Sets the largest timeout a run may ask for.
     pub fn with_max_run_timeout(mut self, timeout: Duration) -> Self {
         self.max_run_timeout = timeout;
+        self
+    }
+
+    /// Sets [`id_range`](Self::id_range).
+    pub fn with_id_range(mut self, ids: crate::IdRange) -> Self {
+        self.id_range = ids;
         self
     }
 

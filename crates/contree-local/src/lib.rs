@@ -47,6 +47,7 @@ use tokio::task::JoinHandle;
 
 pub use config::LocalConfig;
 pub use images::base::BASE_IMAGE_TAG;
+pub use sandbox::IdRange;
 
 /// How long [`LocalServer::shutdown`] waits for killed runs to be recorded.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -107,7 +108,8 @@ impl LocalServer {
             .map_err(|e| Error::io(format!("cannot resolve {}", data_dir.display()), e))?;
 
         let setup_dir = data_dir.clone();
-        let (store, base) = tokio::task::spawn_blocking(move || prepare(&setup_dir))
+        let ids = config.id_range;
+        let (store, base) = tokio::task::spawn_blocking(move || prepare(&setup_dir, &ids))
             .await
             .map_err(|e| Error::config(format!("server setup crashed: {e}")))??;
 
@@ -121,6 +123,7 @@ impl LocalServer {
             store,
             base,
             data_dir.clone(),
+            config.id_range,
             ops::RunLimits {
                 default_timeout: config.default_run_timeout,
                 max_timeout: config.max_run_timeout,
@@ -247,8 +250,8 @@ impl Drop for LocalServer {
 }
 
 /// Host checks and store/base preparation (blocking).
-fn prepare(data_dir: &Path) -> Result<(store::Store, images::base::BaseImage)> {
-    sandbox::check_support(data_dir).map_err(|e| Error::config(e.to_string()))?;
+fn prepare(data_dir: &Path, ids: &sandbox::IdRange) -> Result<(store::Store, images::base::BaseImage)> {
+    sandbox::check_support(data_dir, ids).map_err(|e| Error::config(e.to_string()))?;
     let store = store::Store::open(data_dir)?;
     let failed = store.fail_interrupted_operations()?;
     if !failed.is_empty() {

@@ -45,6 +45,8 @@ pub(crate) struct Ops {
     pub store: Store,
     pub base: BaseImage,
     pub data_dir: PathBuf,
+    /// The host ids sandboxes are mapped to.
+    pub ids: crate::sandbox::IdRange,
     pub limits: RunLimits,
     queue: Arc<Semaphore>,
     live: Mutex<HashMap<Uuid, Arc<LiveOp>>>,
@@ -81,11 +83,18 @@ impl Outcome {
 }
 
 impl Ops {
-    pub fn new(store: Store, base: BaseImage, data_dir: PathBuf, limits: RunLimits) -> Arc<Self> {
+    pub fn new(
+        store: Store,
+        base: BaseImage,
+        data_dir: PathBuf,
+        ids: crate::sandbox::IdRange,
+        limits: RunLimits,
+    ) -> Arc<Self> {
         Arc::new(Ops {
             store,
             base,
             data_dir,
+            ids,
             queue: Arc::new(Semaphore::new(limits.max_concurrent_runs)),
             limits,
             live: Mutex::new(HashMap::new()),

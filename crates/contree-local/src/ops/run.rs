@@ -102,6 +102,7 @@ pub(crate) fn execute(ops: &Ops, live: &Arc<LiveOp>, plan: RunPlan, record: &Ope
         gid: plan.gid,
         hostname: plan.hostname.clone(),
         network: plan.network,
+        ids: ops.ids,
         files: plan.files.clone(),
         stdin: plan.stdin.clone(),
         keep_stdin_open: plan.keep_stdin_open,

@@ -4,52 +4,62 @@
 //! # What a run looks like
 //!
 //! [`spawn`] creates `run_dir/upper` (the run's changes) and `run_dir/scratch/` (overlay
-//! work dirs), and clones an init process into new mount, PID, UTS, IPC and (unless
-//! [`SandboxSpec::network`]) network namespaces. Inside:
+//! work dirs) and starts `contree-init` ([`init`]: a small static C program, executed
+//! vfork-style from a sealed memfd, so no copy of the server's memory ever enters a
+//! sandbox and spawning costs the same however large the server is). init reads its plan
+//! ([`plan`]) and, in order:
 //!
-//! 1. all mounts are made private, so nothing propagates back to the host;
-//! 2. the image is mounted on `<run_dir>/../.mnt` (one empty directory shared by all
-//!    runs: each mount exists only in its run's namespace): an overlay whose lower dirs are
-//!    the image's layers (read-only, topmost first, the base skeleton last) under the run's
-//!    fresh `upper`;
-//!    `/usr` (and on hosts without merged `/usr`, `/bin`, `/lib`, …) is a second overlay
-//!    whose lowest layer is the host's directory, so writes there land in the run's upper
-//!    dir too (see [`crate::images::base`]);
-//! 3. `pivot_root` into it and the old root is detached: no path leads back to the host;
-//! 4. a fresh `/proc` (of the new PID namespace; `/proc/sys` and friends read-only,
-//!    `/proc/kcore`-like files masked), a tmpfs `/dev` with `null zero full random urandom
-//!    tty`, `fd`/`stdin`/`stdout`/`stderr` links, a private `devpts` and `shm`;
-//! 5. the hostname, `lo` up (the only interface), the [`PlacedFile`]s (mode/uid/gid), the
-//!    working directory (created if missing, owned by the run's uid/gid);
-//! 6. init forks the command, which gets stdin/stdout/stderr pipes, its own session,
-//!    default signal dispositions, a reduced capability bounding set, the requested
-//!    gid (also as the only supplementary group) and uid, the cwd, umask 022 and exactly
-//!    the requested environment (plus a default `PATH` if none is given), then `execve`s
-//!    the command (`/bin/sh -c command` when [`SandboxSpec::shell`]).
+//! 1. as host root, in a private mount namespace: covers the base image's host-owned
+//!    directories (skeleton, masks, host `/usr`) with idmapped views of themselves, and
+//!    mounts the image on `<run_dir>/../.mnt` (one directory shared by all runs; each
+//!    mount exists only in its run's namespace): an overlay of the image's layers under
+//!    the run's fresh `upper`, plus the `/usr` overlay whose lowest layer is the host's
+//!    directory (see [`crate::images::base`]);
+//! 2. unshares a user namespace together with new mount, PID, UTS, IPC, network and
+//!    cgroup namespaces; the server maps the user namespace to its unprivileged
+//!    [`IdRange`] ([`userns`]), attaches `slirp4netns` when the run has networking
+//!    ([`network`]), and lets init go on as root *of that namespace*;
+//! 3. as PID 1: writes the [`PlacedFile`]s and creates the working directory inside the
+//!    image root with the sandbox's credentials (no symlink leads out), builds `/dev`
+//!    (tmpfs with bind mounts of `null zero full random urandom tty`, `devpts`, `shm`) and
+//!    `/proc` (Docker's masks and read-only paths, plus `/proc/mtrr`), `pivot_root`s and
+//!    detaches the host's root, sets the hostname and brings up `lo`;
+//! 4. forks the command: stdio pipes, its own session, default signals, a reduced
+//!    capability bounding set, the [`seccomp`] filters, the requested gid (also as the
+//!    only supplementary group) and uid, the cwd, umask 022, exactly the requested
+//!    environment (plus a default `PATH`), then `execve` (`/bin/sh -c command` when
+//!    [`SandboxSpec::shell`]).
 //!
-//! init stays behind as PID 1: it relays [`RunningSandbox::kill`] to every process of the
-//! sandbox, enforces [`SandboxSpec::timeout`], reaps orphans and reports the command's
-//! wait status and `rusage`. When the command exits, init exits, and the kernel kills
-//! everything the command left running. Output is delivered as it arrives by a per-run I/O
-//! thread (no polling, no sleeps); after the [`SandboxEvent::Exited`] event, [`finish`]
-//! tells whether the run changed the filesystem.
+//! PID 1 stays behind: it relays [`RunningSandbox::kill`] to every process of the sandbox,
+//! enforces [`SandboxSpec::timeout`], reaps orphans and reports the command's wait status
+//! and `rusage`. When the command exits, PID 1 exits and the kernel kills everything left.
+//! Output is delivered as it arrives by a per-run I/O thread; after the
+//! [`SandboxEvent::Exited`] event, [`finish`] tells whether the run changed the filesystem.
 //!
-//! # Guarantees and sharp edges
+//! # The boundary, and its sharp edges
 //!
-//! * Nothing ever runs unsandboxed: any failure to build the sandbox is an error from
-//!   [`spawn`] (or [`check_support`] at startup).
-//! * The sandbox sees only the image: the host's `/usr` (read-only; writes are
-//!   copied-up into the run), the filtered `/etc` copy of the base image, and its own
-//!   layers. The server's data dir, `/home`, `/root`, `/work` and credentials are not
-//!   reachable. Mount options visible in `/proc/self/mountinfo` do reveal the host paths
-//!   of the layer directories (names, not contents).
-//! * Root in the sandbox is host root with a reduced capability set (Docker's default
-//!   minus `MKNOD` and `NET_RAW`; no `SYS_ADMIN`, `SYS_PTRACE`, `DAC_READ_SEARCH`, …).
-//!   There is no user namespace and no seccomp filter: treat the sandbox as isolation for
-//!   trusted-but-careless code, not as a security boundary against kernel exploits. A root
-//!   command shares host root's user keyring (its session keyring is private). Files created as root in the sandbox are owned by root on the host.
-//! * `network: true` shares the host's network namespace (host loopback services and
-//!   abstract Unix sockets are reachable); `false` gives a namespace with only `lo`.
+//! * Nothing ever runs with less isolation than planned: any failure to build the
+//!   sandbox (user namespace, idmapped mount, seccomp, network helper) is an error from
+//!   [`spawn`], and [`check_support`] refuses to start a server on a host that lacks one.
+//! * Root in the sandbox is root of its own user namespace only, mapped to
+//!   [`IdRange`] (default host ids 2,000,000,000–2,000,065,535). Its capabilities (Docker's
+//!   default set minus `MKNOD` and `NET_RAW`) hold only inside. Files a run creates are
+//!   owned by ids of the range on the host, so setuid bits and file capabilities made in a
+//!   run give host users nothing; device nodes cannot be made at all.
+//! * The seccomp filter is an allowlist as strict as Docker's default profile: no new
+//!   user namespaces, no `keyctl`/`add_key`/`request_key`, `bpf`, `perf_event_open`,
+//!   module loading, `mount`/`pivot_root`/`open_by_handle_at` after setup, `userfaultfd`,
+//!   …; a denied call fails with `EPERM`. Each run has its own empty session keyring.
+//! * A run without networking has only `lo`. With networking it has its own network
+//!   namespace behind `slirp4netns` with the host's loopback off: it cannot reach the
+//!   server's API or anything listening only on the host's `127.0.0.1`. It can reach what
+//!   the host itself can reach on other addresses (that is what outbound access means).
+//! * The sandbox sees only the image: the host's `/usr` (read-only; writes are copied up
+//!   into the run), the filtered `/etc` copy of the base image, and its layers. Mount
+//!   options in `/proc/self/mountinfo` reveal the host paths of layer directories (names,
+//!   not contents).
+//! * Not a VM: the kernel is shared, and a kernel exploit reachable through the allowed
+//!   system calls is an escape. There are no memory, CPU or pid limits here.
 //! * Overlayfs stacks at most 500 lower layers ([`crate::images::MAX_LAYERS`] for images).
 //!   Up to a page (4 KiB) of layer paths are passed with `mount(2)`; longer stacks need the
 //!   new mount API's `lowerdir+` (Linux 6.8+) and each layer path must stay under 256
@@ -58,11 +68,6 @@
 //! * Mounts use overlayfs `volatile`: the upper is not synced at unmount. Callers that
 //!   need adopted layers durable across a host crash must `syncfs` before committing.
 //! * Dropping a [`RunningSandbox`] kills the sandbox (like `kill_on_drop`).
-//! * The server is forked (`clone3`) for every run: the child copies its page tables, so a
-//!   very large server process makes spawning slower.
-//! * Cost on a 2-core VM: a `true` run takes about 4–7 ms for spawn + wait + finish
-//!   (`examples/sandbox_bench.rs`), of which ~0.8 ms is creating the namespaces (0.6 ms for
-//!   the network namespace alone).
 //!
 //! # Example
 //!
@@ -70,7 +75,7 @@
 //! use crate::{images, sandbox};
 //! # fn main() -> Result<(), sandbox::SandboxError> {
 //! let data = std::path::Path::new("/var/lib/contree-local");
-//! sandbox::check_support(data)?;
+//! sandbox::check_support(data, &sandbox::IdRange::default())?;
 //! let base = images::base::ensure_base(data)?;
 //! let run_dir = data.join("runs/example");
 //! let mut spec = sandbox::SandboxSpec::new(base, run_dir.clone(), "echo hi > /greeting");
@@ -89,12 +94,16 @@
 //! # Ok(()) }
 //! ```
 
-mod child;
 mod error;
 mod finish;
+mod init;
+mod network;
+mod plan;
 mod run;
+mod seccomp;
 mod support;
 pub(crate) mod sys;
+mod userns;
 
 #[cfg(all(test, target_os = "linux"))]
 mod tests;
@@ -106,6 +115,7 @@ pub use error::{SandboxError, SandboxUnavailable};
 pub use finish::{UpperState, discard, finish};
 pub use run::{RunningSandbox, spawn, spawn_with_sink};
 pub use support::check_support;
+pub use userns::IdRange;
 
 use crate::images::base::BaseImage;
 
@@ -141,8 +151,12 @@ pub struct SandboxSpec {
     pub gid: u32,
     /// Hostname inside the sandbox (at most 64 bytes).
     pub hostname: String,
-    /// Share the host's network namespace instead of an isolated one with only `lo`.
+    /// Outbound networking through `slirp4netns` (the host's loopback stays unreachable);
+    /// without it the sandbox has only `lo`.
     pub network: bool,
+    /// The host ids the sandbox's user namespace is mapped to; `uid`, `gid` and the files'
+    /// owners must be below its `count`.
+    pub ids: IdRange,
     /// Files written into the sandbox before the command starts.
     pub files: Vec<PlacedFile>,
     /// Bytes fed to the command's stdin.
@@ -173,6 +187,7 @@ impl SandboxSpec {
             gid: 0,
             hostname: "contree".to_owned(),
             network: false,
+            ids: IdRange::default(),
             files: Vec::new(),
             stdin: Vec::new(),
             keep_stdin_open: false,

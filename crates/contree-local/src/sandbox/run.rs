@@ -1,5 +1,6 @@
-//! The server side of a run: validating a [`SandboxSpec`] into a [`ChildPlan`], cloning the
-//! sandbox, and the per-run I/O thread behind [`RunningSandbox`].
+//! The server side of a run: validating a [`SandboxSpec`] into a [`Plan`], starting
+//! `contree-init` with it (and mapping its user namespace), and the per-run I/O thread
+//! behind [`RunningSandbox`].
 
 use std::ffi::CString;
 use std::fs;
@@ -14,8 +15,9 @@ use std::time::{Duration, Instant};
 
 use libc::c_int;
 
-use super::child::{self, ChildFds, ChildPlan, ErrRecord, ExecPlan, FilePlan, OverlayPlan, Report, Stage};
-use super::{DEFAULT_PATH, ExitInfo, Rusage, SandboxError, SandboxEvent, SandboxSpec, sys};
+use super::network::{self, Network};
+use super::plan::{self, ErrRecord, FilePlan, OverlayPlan, Plan, Report, Stage};
+use super::{DEFAULT_PATH, ExitInfo, Rusage, SandboxError, SandboxEvent, SandboxSpec, init, seccomp, sys, userns};
 use crate::images::{self, MAX_LAYERS};
 
 /// How long after the timeout the server kills init itself, should init fail to enforce
@@ -27,6 +29,10 @@ const LEGACY_MOUNT_DATA_MAX: usize = 4095;
 
 /// Longest string `fsconfig(2)` accepts (`lowerdir+`, `upperdir`, `workdir`).
 const FSCONFIG_STRING_MAX: usize = 255;
+
+/// How long init may take to reach the user-namespace handshake (it is microseconds; this
+/// only bounds a wedged host).
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A running sandbox.
 ///
@@ -188,7 +194,7 @@ fn wake(efd: &OwnedFd) {
 }
 
 // ---------------------------------------------------------------------------------------
-// Validation: SandboxSpec -> ChildPlan
+// Validation: SandboxSpec -> Plan
 // ---------------------------------------------------------------------------------------
 
 fn cstring(arg: &'static str, s: &str) -> Result<CString, SandboxError> {
@@ -248,11 +254,6 @@ fn join_sandbox(parts: &[String]) -> String {
     s
 }
 
-/// Every prefix of `parts` as a path, shallowest first (`/a`, `/a/b`, …).
-fn prefixes(arg: &'static str, parts: &[String]) -> Result<Vec<CString>, SandboxError> {
-    (1..=parts.len()).map(|n| cstring(arg, &join_sandbox(&parts[..n]))).collect()
-}
-
 fn overlay_plan(lowers: &[PathBuf], upper: &Path, work: &Path, target: &Path) -> Result<OverlayPlan, SandboxError> {
     let lowers_c = lowers.iter().map(|l| overlay_path("lower_layers", l)).collect::<Result<Vec<_>, _>>()?;
     let upper_c = overlay_path("run_dir", upper)?;
@@ -268,7 +269,7 @@ fn overlay_plan(lowers: &[PathBuf], upper: &Path, work: &Path, target: &Path) ->
     data.push_str(&upper.to_string_lossy());
     data.push_str(",workdir=");
     data.push_str(&work.to_string_lossy());
-    data.push_str(child::LEGACY_OPTION_TAIL);
+    data.push_str(plan::LEGACY_OPTION_TAIL);
     let legacy_data = if data.len() <= LEGACY_MOUNT_DATA_MAX {
         Some(cstring("lower_layers", &data)?)
     } else {
@@ -292,6 +293,15 @@ fn overlay_plan(lowers: &[PathBuf], upper: &Path, work: &Path, target: &Path) ->
         work: work_c,
         legacy_data,
     })
+}
+
+/// argv, envp, the paths to try, and the not-found and denied messages.
+struct ExecPlan {
+    argv: Vec<CString>,
+    envp: Vec<CString>,
+    candidates: Vec<CString>,
+    not_found_msg: Vec<u8>,
+    denied_msg: Vec<u8>,
 }
 
 fn exec_plan(spec: &SandboxSpec) -> Result<ExecPlan, SandboxError> {
@@ -333,13 +343,9 @@ fn exec_plan(spec: &SandboxSpec) -> Result<ExecPlan, SandboxError> {
             })
             .collect::<Result<Vec<_>, _>>()?
     };
-    let argv_ptrs = argv.iter().map(|c| c.as_ptr()).chain([std::ptr::null()]).collect();
-    let envp_ptrs = envp.iter().map(|c| c.as_ptr()).chain([std::ptr::null()]).collect();
     Ok(ExecPlan {
-        _argv: argv,
-        argv_ptrs,
-        _envp: envp,
-        envp_ptrs,
+        argv,
+        envp,
         candidates,
         not_found_msg: format!("contree-local: {program}: command not found\n").into_bytes(),
         denied_msg: format!("contree-local: {program}: cannot execute (permission denied or not an executable)\n")
@@ -388,6 +394,9 @@ fn prepare_run_dir(spec: &SandboxSpec) -> Result<RunDirs, SandboxError> {
         .mode()
         & 0o7777;
     mkdir_exact(&upper, root_mode)?;
+    // Root of the sandbox's user namespace owns its `/` (the skeleton's owner, host root,
+    // shows as root inside through the idmapped base).
+    chown_to_range(&upper, 0, 0, spec)?;
     let scratch = run.join("scratch");
     mkdir_exact(&scratch, 0o700)?;
     mkdir_exact(&scratch.join("work"), 0o700)?;
@@ -399,15 +408,19 @@ fn prepare_run_dir(spec: &SandboxSpec) -> Result<RunDirs, SandboxError> {
         // host directory.
         let hu = scratch.join(format!("{name}.upper"));
         mkdir_exact(&hu, meta.mode() & 0o7777)?;
-        if meta.uid() != 0 || meta.gid() != 0 {
-            std::os::unix::fs::chown(&hu, Some(meta.uid()), Some(meta.gid()))
-                .map_err(|e| SandboxError::io(format!("chown {}", hu.display()), e))?;
-        }
+        chown_to_range(&hu, meta.uid(), meta.gid(), spec)?;
         let hw = scratch.join(format!("{name}.work"));
         mkdir_exact(&hw, 0o700)?;
         overlays.push((hu, hw, merged.join(name)));
     }
     Ok(RunDirs { overlays, merged })
+}
+
+/// Gives `p` the host ids of sandbox ids `uid:gid` (ids outside the range become root's).
+fn chown_to_range(p: &Path, uid: u32, gid: u32, spec: &SandboxSpec) -> Result<(), SandboxError> {
+    let host = |id: u32| spec.ids.to_host(id).unwrap_or(spec.ids.base());
+    std::os::unix::fs::chown(p, Some(host(uid)), Some(host(gid)))
+        .map_err(|e| SandboxError::io(format!("chown {}", p.display()), e))
 }
 
 /// The directory every sandbox mounts its root on: one empty directory next to the run
@@ -426,7 +439,18 @@ fn cleanup_run_dir(run: &Path) {
     let _ = fs::remove_dir(run);
 }
 
-/// The fds of one run: the parent's ends and the child's ends.
+/// init's ends of a run's pipes and sockets.
+struct ChildEnds {
+    err_w: OwnedFd,
+    status_w: OwnedFd,
+    ctl: OwnedFd,
+    sync: OwnedFd,
+    stdin_r: OwnedFd,
+    stdout_w: OwnedFd,
+    stderr_w: OwnedFd,
+}
+
+/// The fds of one run: the server's ends and init's.
 struct Pipes {
     stdin_w: OwnedFd,
     stdout_r: OwnedFd,
@@ -434,8 +458,8 @@ struct Pipes {
     status_r: OwnedFd,
     err_r: OwnedFd,
     ctl: OwnedFd,
-    child: Vec<OwnedFd>,
-    child_fds: ChildFds,
+    sync: OwnedFd,
+    child: ChildEnds,
 }
 
 fn make_pipes() -> Result<Pipes, SandboxError> {
@@ -446,14 +470,7 @@ fn make_pipes() -> Result<Pipes, SandboxError> {
     let (status_r, status_w) = sys::pipe().map_err(e)?;
     let (err_r, err_w) = sys::pipe().map_err(e)?;
     let (ctl, ctl_child) = sys::seqpacket_pair().map_err(e)?;
-    let child_fds = ChildFds {
-        stdin_r: stdin_r.as_raw_fd(),
-        stdout_w: stdout_w.as_raw_fd(),
-        stderr_w: stderr_w.as_raw_fd(),
-        status_w: status_w.as_raw_fd(),
-        ctl: ctl_child.as_raw_fd(),
-        err_w: err_w.as_raw_fd(),
-    };
+    let (sync, sync_child) = sys::seqpacket_pair().map_err(e)?;
     Ok(Pipes {
         stdin_w,
         stdout_r,
@@ -461,14 +478,14 @@ fn make_pipes() -> Result<Pipes, SandboxError> {
         status_r,
         err_r,
         ctl,
-        child: vec![stdin_r, stdout_w, stderr_w, status_w, ctl_child, err_w],
-        child_fds,
+        sync,
+        child: ChildEnds { err_w, status_w, ctl: ctl_child, sync: sync_child, stdin_r, stdout_w, stderr_w },
     })
 }
 
 /// Everything validated and opened for one run.
 struct Prepared {
-    plan: ChildPlan,
+    plan: Plan,
     /// In-sandbox destinations, for error messages.
     file_dests: Vec<String>,
     mount_names: Vec<String>,
@@ -476,7 +493,19 @@ struct Prepared {
 }
 
 /// Also returns the opened blob fds the plan refers to.
-fn prepare(spec: &SandboxSpec, dirs: &RunDirs, fds: ChildFds) -> Result<(Prepared, Vec<OwnedFd>), SandboxError> {
+fn prepare(spec: &SandboxSpec, dirs: &RunDirs) -> Result<(Prepared, Vec<OwnedFd>), SandboxError> {
+    let in_range = |arg: &'static str, what: &str, id: u32| {
+        if id < spec.ids.count() {
+            Ok(())
+        } else {
+            Err(SandboxError::invalid(
+                arg,
+                format!("{what} {id} is outside the sandbox's id range 0..{}", spec.ids.count()),
+            ))
+        }
+    };
+    in_range("uid", "uid", spec.uid)?;
+    in_range("gid", "gid", spec.gid)?;
     let image_layers = images::image_layers(&spec.lower_layers, &spec.base);
     if image_layers.len() > MAX_LAYERS {
         return Err(SandboxError::invalid(
@@ -495,11 +524,10 @@ fn prepare(spec: &SandboxSpec, dirs: &RunDirs, fds: ChildFds) -> Result<(Prepare
     if spec.hostname.len() > 64 {
         return Err(SandboxError::invalid("hostname", "longer than 64 bytes"));
     }
-    let hostname = cstring("hostname", &spec.hostname)?;
+    let hostname = cstring("hostname", &spec.hostname)?.into_bytes();
 
     let cwd_parts = sandbox_path("cwd", &spec.cwd)?;
     let cwd = join_sandbox(&cwd_parts);
-    let cwd_dirs = prefixes("cwd", &cwd_parts)?;
 
     let timeout_ms = match spec.timeout {
         Some(t) if t.is_zero() => return Err(SandboxError::invalid("timeout", "must be positive")),
@@ -521,42 +549,43 @@ fn prepare(spec: &SandboxSpec, dirs: &RunDirs, fds: ChildFds) -> Result<(Prepare
                 format!("mode {:o} of {} has bits beyond 0o7777", f.mode, f.dest),
             ));
         }
+        in_range("files", &format!("the owner of {}: uid", f.dest), f.uid)?;
+        in_range("files", &format!("the owner of {}: gid", f.dest), f.gid)?;
         let src = fs::File::open(&f.source)
             .map_err(|e| SandboxError::io(format!("opening {} (content of {})", f.source.display(), f.dest), e))?;
         let src = OwnedFd::from(src);
         let dest = join_sandbox(&parts);
-        files.push(FilePlan {
-            src_fd: src.as_raw_fd(),
-            dest: cstring("files", &dest)?,
-            parents: prefixes("files", &parts[..parts.len() - 1])?,
-            mode: f.mode,
-            uid: f.uid,
-            gid: f.gid,
-        });
+        files.push(FilePlan { dest: cstring("files", &dest)?, mode: f.mode, uid: f.uid, gid: f.gid });
         file_fds.push(src);
         file_dests.push(dest);
     }
 
     let exec = exec_plan(spec)?;
-    let mut keep_fds: Vec<RawFd> = vec![fds.stdin_r, fds.stdout_w, fds.stderr_w, fds.status_w, fds.ctl, fds.err_w];
-    keep_fds.extend(file_fds.iter().map(|f| f.as_raw_fd()));
-    keep_fds.sort_unstable();
-
+    // The base image's host-owned directories, shown through the id range's mapping.
+    let mut idmaps = vec![path_cstring("base", &spec.base.skeleton)?];
+    if spec.base.mask.is_dir() {
+        idmaps.push(path_cstring("base", &spec.base.mask)?);
+    }
+    for (_, host) in spec.base.host_mounts() {
+        idmaps.push(path_cstring("base", host)?);
+    }
     let prepared = Prepared {
-        plan: ChildPlan {
+        plan: Plan {
+            idmaps,
             mounts,
             new_root: path_cstring("run_dir", &dirs.merged)?,
             hostname,
-            isolate_network: !spec.network,
             files,
-            cwd_dirs,
             cwd: cstring("cwd", &cwd)?,
             uid: spec.uid,
             gid: spec.gid,
-            exec,
+            argv: exec.argv,
+            envp: exec.envp,
+            candidates: exec.candidates,
+            not_found_msg: exec.not_found_msg,
+            denied_msg: exec.denied_msg,
             timeout_ms,
-            fds,
-            keep_fds,
+            seccomp: seccomp::filters()?,
         },
         file_dests,
         mount_names,
@@ -582,7 +611,7 @@ fn describe_stage(rec: &ErrRecord, prep: &Prepared, spec: &SandboxSpec) -> Strin
                 what
             }
         }
-        Some(Stage::PivotRoot) => "switching to the image's root (pivot_root)".into(),
+        Some(Stage::PivotRoot) => format!("switching to the image's root (pivot_root, step {i})"),
         Some(Stage::MountProc) => "mounting /proc".into(),
         Some(Stage::MountDev) => "setting up /dev".into(),
         Some(Stage::ProtectProc) => "making /proc/sys and friends read-only".into(),
@@ -600,7 +629,14 @@ fn describe_stage(rec: &ErrRecord, prep: &Prepared, spec: &SandboxSpec) -> Strin
             _ => format!("setting uid {}", spec.uid),
         },
         Some(Stage::Chdir) => format!("entering the working directory {} as uid {}", prep.cwd, spec.uid),
-        Some(Stage::Probe) | None => format!("setting up (stage {})", rec.stage),
+        Some(Stage::Plan) => format!("reading the sandbox plan (record {i})"),
+        Some(Stage::Idmap) => "mapping the base image's host directories into the id range (idmapped mounts)".into(),
+        Some(Stage::UserNamespace) => "creating the sandbox's user and other namespaces".into(),
+        Some(Stage::Sync) => "waiting for the server to map the user namespace".into(),
+        Some(Stage::Seccomp) => "installing the seccomp filter".into(),
+        Some(Stage::Keyring) => "creating the run's session keyring".into(),
+        Some(Stage::ForkInit) => "starting the sandbox's PID 1".into(),
+        None => format!("setting up (stage {})", rec.stage),
     }
 }
 
@@ -652,28 +688,59 @@ fn spawn_inner(spec: SandboxSpec, sink: Sink) -> Result<RunningSandbox, SandboxE
 }
 
 fn start(spec: &SandboxSpec, dirs: &RunDirs, sink: Sink) -> Result<RunningSandbox, SandboxError> {
-    let pipes = make_pipes()?;
-    let Pipes { stdin_w, stdout_r, stderr_r, status_r, err_r, ctl, child: child_ends, child_fds } = pipes;
-    let (prep, file_fds) = prepare(spec, dirs, child_fds)?;
+    let Pipes { stdin_w, stdout_r, stderr_r, status_r, err_r, ctl, sync, child: child_ends } = make_pipes()?;
+    let (prep, file_fds) = prepare(spec, dirs)?;
     let wake_fd = sys::eventfd().map_err(|e| SandboxError::io("creating an eventfd", e))?;
+    let userns = userns::mapping_namespace(&spec.ids)?;
+    let plan_fd = prep.plan.to_memfd().map_err(|e| SandboxError::io("writing the sandbox plan", e))?;
 
-    let mut flags = (libc::CLONE_NEWNS | libc::CLONE_NEWPID | libc::CLONE_NEWUTS | libc::CLONE_NEWIPC) as u64;
-    if !spec.network {
-        flags |= libc::CLONE_NEWNET as u64;
+    // init's fds, by number (init::spawn numbers them from 3).
+    let at = |n: i32| (n - 3) as usize;
+    let mut fds: Vec<RawFd> = vec![-1; at(plan::fd::FIRST_FILE) + file_fds.len()];
+    fds[at(plan::fd::PLAN)] = plan_fd.as_raw_fd();
+    fds[at(plan::fd::ERR)] = child_ends.err_w.as_raw_fd();
+    fds[at(plan::fd::STATUS)] = child_ends.status_w.as_raw_fd();
+    fds[at(plan::fd::CTL)] = child_ends.ctl.as_raw_fd();
+    fds[at(plan::fd::SYNC)] = child_ends.sync.as_raw_fd();
+    fds[at(plan::fd::STDIN)] = child_ends.stdin_r.as_raw_fd();
+    fds[at(plan::fd::STDOUT)] = child_ends.stdout_w.as_raw_fd();
+    fds[at(plan::fd::STDERR)] = child_ends.stderr_w.as_raw_fd();
+    fds[at(plan::fd::USERNS)] = userns;
+    for (i, f) in file_fds.iter().enumerate() {
+        fds[at(plan::fd::FIRST_FILE) + i] = f.as_raw_fd();
     }
-    let mut pidfd_raw: c_int = -1;
     let started = Instant::now();
-    // SAFETY: the child only runs `init_main`, which is async-signal-safe and never returns.
-    let pid = match unsafe { sys::clone3(flags, Some(&mut pidfd_raw)) } {
-        Ok(0) => unsafe { child::init_main(&prep.plan) },
-        Ok(pid) => pid,
-        Err(e) => return Err(SandboxError::io("creating the sandbox's namespaces (clone3)", e)),
+    let pid = init::spawn(&[], &fds).map_err(|e| SandboxError::io("starting the sandbox's init", e))?;
+    let pidfd = match sys::pidfd_open(pid) {
+        Ok(fd) => fd,
+        Err(e) => {
+            // SAFETY: plain kill + reap of our own child.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            let mut status = 0;
+            while unsafe { libc::waitpid(pid, &mut status, 0) } < 0 && sys::errno() == libc::EINTR {}
+            return Err(SandboxError::io("opening a pidfd for the sandbox", e));
+        }
     };
-    // SAFETY: clone3 stored a fresh pidfd for the child.
-    let pidfd = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(pidfd_raw) };
     // Only the sandbox may hold its ends, or EOFs would never come.
     drop(child_ends);
     drop(file_fds);
+    drop(plan_fd);
+
+    let network = match handshake(&sync, pid, spec) {
+        Ok(network) => network,
+        Err(e) => {
+            kill_and_reap(&pidfd, pid);
+            // A failure inside init explains itself better than the broken handshake.
+            if let Some(rec) = read_err_record(&err_r) {
+                return Err(SandboxError::Setup {
+                    stage: describe_stage(&rec, &prep, spec),
+                    source: io::Error::from_raw_os_error(rec.errno),
+                });
+            }
+            return Err(e);
+        }
+    };
+    drop(sync);
 
     if let Some(rec) = read_err_record(&err_r) {
         kill_and_reap(&pidfd, pid);
@@ -707,6 +774,7 @@ fn start(spec: &SandboxSpec, dirs: &RunDirs, sink: Sink) -> Result<RunningSandbo
         started,
         backstop: spec.timeout.map(|t| started + t + TIMEOUT_BACKSTOP),
         pidfd: pidfd.try_clone().map_err(|e| SandboxError::io("duplicating the pidfd", e))?,
+        _network: network,
     };
     if let Err(e) = std::thread::Builder::new().name(format!("contree-sandbox-{pid}")).spawn(move || io.run()) {
         kill_and_reap(&pidfd, pid);
@@ -715,12 +783,52 @@ fn start(spec: &SandboxSpec, dirs: &RunDirs, sink: Sink) -> Result<RunningSandbo
     Ok(RunningSandbox { pid, pidfd, ctl, shared, events: Mutex::new(None) })
 }
 
+/// Waits for init's new user namespace, maps it to the id range, gives it networking
+/// when asked, and lets init go on.
+fn handshake(sync: &OwnedFd, pid: libc::pid_t, spec: &SandboxSpec) -> Result<Option<Network>, SandboxError> {
+    let broken =
+        |what: &str| SandboxError::io(format!("sandbox handshake: {what}"), io::Error::from(io::ErrorKind::BrokenPipe));
+    let mut p = pollfd(sync.as_raw_fd(), libc::POLLIN);
+    let deadline = Instant::now() + HANDSHAKE_TIMEOUT;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now()).as_millis().min(c_int::MAX as u128) as c_int;
+        // SAFETY: poll on one stack pollfd.
+        let n = unsafe { libc::poll(&mut p, 1, left) };
+        if n > 0 {
+            break;
+        }
+        if n == 0 || left == 0 {
+            return Err(SandboxError::io(
+                "sandbox handshake",
+                io::Error::new(io::ErrorKind::TimedOut, "init did not create its namespaces in time"),
+            ));
+        }
+    }
+    let mut b = [0u8; 1];
+    // SAFETY: one-byte recv into a stack buffer.
+    let n = unsafe { libc::recv(sync.as_raw_fd(), b.as_mut_ptr() as *mut libc::c_void, 1, libc::MSG_DONTWAIT) };
+    if n != 1 || b[0] != b'U' {
+        return Err(broken("init ended before creating its namespaces"));
+    }
+    userns::write_maps(pid, &spec.ids).map_err(|e| SandboxError::io("mapping the sandbox's user namespace", e))?;
+    let network = if spec.network { Some(network::attach(pid)?) } else { None };
+    let go = [b'G'];
+    // SAFETY: one-byte send from a stack buffer.
+    let n = unsafe { libc::send(sync.as_raw_fd(), go.as_ptr() as *const libc::c_void, 1, libc::MSG_NOSIGNAL) };
+    if n != 1 {
+        return Err(broken("init ended during the handshake"));
+    }
+    Ok(network)
+}
+
 // ---------------------------------------------------------------------------------------
 // The I/O thread
 // ---------------------------------------------------------------------------------------
 
 struct IoThread {
     pid: libc::pid_t,
+    /// The run's network helper, stopped when the run has ended.
+    _network: Option<Network>,
     pidfd: OwnedFd,
     stdin_w: Option<OwnedFd>,
     stdout_r: Option<OwnedFd>,

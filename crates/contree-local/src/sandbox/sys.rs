@@ -1,49 +1,10 @@
-//! Thin wrappers over the Linux syscalls the sandbox needs and `libc` does not wrap
-//! portably (clone3, the new mount API, pidfd, close_range).
-//!
-//! Everything here that the child side calls is a plain syscall: no allocation, no locks,
-//! so it is async-signal-safe after a `clone3` from a multi-threaded process.
+//! Thin wrappers over the Linux syscalls the server side of the sandbox needs and `libc`
+//! does not wrap portably (pidfd, pipes and sockets numbered above stdio).
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
-use libc::{c_char, c_int, c_uint};
-
-/// `struct clone_args` as of Linux 5.3 (CLONE_ARGS_SIZE_VER0, 64 bytes): the oldest layout,
-/// accepted by every kernel that has clone3.
-#[repr(C)]
-#[derive(Default)]
-struct CloneArgs {
-    flags: u64,
-    pidfd: u64,
-    child_tid: u64,
-    parent_tid: u64,
-    exit_signal: u64,
-    stack: u64,
-    stack_size: u64,
-    tls: u64,
-}
-
-/// Fork-like `clone3`: returns 0 in the child, the child's pid in the parent.
-///
-/// With `pidfd`, `CLONE_PIDFD` is added and the new pidfd is stored there.
-///
-/// # Safety
-/// In the child only async-signal-safe work may be done (the parent may be
-/// multi-threaded: malloc or any lock may be held by a thread that does not exist in the
-/// child), and the child must end with `_exit` or `execve`. glibc's cached thread id is
-/// not updated, so the child must not use pthread APIs.
-pub(crate) unsafe fn clone3(flags: u64, pidfd: Option<&mut c_int>) -> io::Result<libc::pid_t> {
-    let mut args = CloneArgs { flags, exit_signal: libc::SIGCHLD as u64, ..CloneArgs::default() };
-    if let Some(p) = pidfd {
-        args.flags |= libc::CLONE_PIDFD as u64;
-        args.pidfd = p as *mut c_int as u64;
-    }
-    // SAFETY: args is a valid clone_args of the size we pass; no stack is given, so the
-    // child continues on a copy of the caller's stack like fork(2).
-    let r = unsafe { libc::syscall(libc::SYS_clone3, &mut args as *mut CloneArgs, std::mem::size_of::<CloneArgs>()) };
-    if r < 0 { Err(io::Error::last_os_error()) } else { Ok(r as libc::pid_t) }
-}
+use libc::{c_int, c_uint};
 
 #[inline]
 pub(crate) fn errno() -> c_int {
@@ -125,57 +86,13 @@ pub(crate) fn pidfd_send_signal(pidfd: RawFd, sig: c_int) -> io::Result<()> {
     if r < 0 { Err(io::Error::last_os_error()) } else { Ok(()) }
 }
 
-/// `close_range(first, last, 0)`; async-signal-safe.
-#[inline]
-pub(crate) fn close_range(first: c_uint, last: c_uint) -> c_int {
-    // SAFETY: plain syscall.
-    unsafe { libc::syscall(libc::SYS_close_range, first, last, 0 as c_uint) as c_int }
-}
-
-pub(crate) const FSOPEN_CLOEXEC: c_uint = 1;
-pub(crate) const FSCONFIG_SET_FLAG: c_uint = 0;
-pub(crate) const FSCONFIG_SET_STRING: c_uint = 1;
-pub(crate) const FSCONFIG_CMD_CREATE: c_uint = 6;
-pub(crate) const FSMOUNT_CLOEXEC: c_uint = 1;
-pub(crate) const MOVE_MOUNT_F_EMPTY_PATH: c_uint = 4;
-
-#[inline]
-pub(crate) fn fsopen(fs: *const c_char) -> c_int {
-    // SAFETY: fs is a NUL-terminated string.
-    unsafe { libc::syscall(libc::SYS_fsopen, fs, FSOPEN_CLOEXEC) as c_int }
-}
-
-#[inline]
-pub(crate) fn fsconfig(fd: c_int, cmd: c_uint, key: *const c_char, value: *const c_char) -> c_int {
-    // SAFETY: key/value are NUL-terminated strings or null as the command requires.
-    unsafe { libc::syscall(libc::SYS_fsconfig, fd, cmd, key, value, 0 as c_int) as c_int }
-}
-
-#[inline]
-pub(crate) fn fsmount(fd: c_int) -> c_int {
-    // SAFETY: plain syscall.
-    unsafe { libc::syscall(libc::SYS_fsmount, fd, FSMOUNT_CLOEXEC, 0 as c_uint) as c_int }
-}
-
-#[inline]
-pub(crate) fn move_mount_fd(fd: c_int, target: *const c_char) -> c_int {
-    // SAFETY: target is NUL-terminated; the empty from-path is a static C string.
-    unsafe {
-        libc::syscall(libc::SYS_move_mount, fd, c"".as_ptr(), libc::AT_FDCWD, target, MOVE_MOUNT_F_EMPTY_PATH) as c_int
+/// A pidfd for our child `pid` (not yet reaped, so the pid cannot have been reused).
+pub(crate) fn pidfd_open(pid: libc::pid_t) -> io::Result<OwnedFd> {
+    // SAFETY: plain syscall; the result is a fresh fd we own.
+    let r = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0 as c_uint) };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
     }
-}
-
-#[inline]
-pub(crate) fn pivot_root(new_root: *const c_char, put_old: *const c_char) -> c_int {
-    // SAFETY: both are NUL-terminated strings.
-    unsafe { libc::syscall(libc::SYS_pivot_root, new_root, put_old) as c_int }
-}
-
-/// `CLOCK_MONOTONIC` in nanoseconds (vDSO; async-signal-safe).
-#[inline]
-pub(crate) fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY: ts is a valid timespec.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+    // SAFETY: r is a fresh fd owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(r as RawFd) })
 }

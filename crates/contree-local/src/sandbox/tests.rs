@@ -23,7 +23,7 @@ fn fixture() -> &'static (PathBuf, BaseImage) {
         }
         // SAFETY: registering a plain function to run at exit.
         unsafe { libc::atexit(remove_fixture) };
-        check_support(&dir).expect("these tests need root and overlayfs");
+        check_support(&dir, &IdRange::default()).expect("these tests need root and overlayfs");
         let base = ensure_base(&dir).unwrap();
         (dir, base)
     })
@@ -94,7 +94,7 @@ fn adopt(upper: UpperState) -> PathBuf {
 
 #[test]
 fn check_support_passes_here() {
-    check_support(data_dir()).unwrap();
+    check_support(data_dir(), &IdRange::default()).unwrap();
 }
 
 #[test]
@@ -155,7 +155,9 @@ fn files_are_placed_with_mode_and_owner_before_the_command() {
     assert_eq!(out, "750 7:8\n755 0:0\nplaced\n");
     let layer = adopt(upper);
     let meta = fs::metadata(layer.join("opt/tool/run.sh")).unwrap();
-    assert_eq!((meta.mode() & 0o7777, meta.uid(), meta.gid()), (0o750, 7, 8));
+    // On the host the owner is shifted into the sandbox's id range.
+    let ids = IdRange::default();
+    assert_eq!((meta.mode() & 0o7777, meta.uid(), meta.gid()), (0o750, ids.base() + 7, ids.base() + 8));
 }
 
 #[test]

@@ -100,8 +100,9 @@ fn append<W: Write>(b: &mut tar::Builder<W>, fs: &RootFs, node: &Node, name: &[u
     let ft = meta.file_type();
     let mut h = Header::new_ustar();
     h.set_mode(meta.mode() & 0o7777);
-    h.set_uid(u64::from(meta.uid()));
-    h.set_gid(u64::from(meta.gid()));
+    let (uid, gid) = fs.owner(meta);
+    h.set_uid(u64::from(uid));
+    h.set_gid(u64::from(gid));
     h.set_mtime(meta.mtime().max(0) as u64);
     h.set_size(0);
     let mut link: Option<Vec<u8>> = None;

@@ -39,7 +39,7 @@ pub(crate) fn image_fs(state: &AppState, uuid: Uuid) -> Result<RootFs, ApiError>
             m.lowers.into_iter().map(move |l| Layer::at(l, &point))
         })
         .collect();
-    Ok(RootFs::new(layers))
+    Ok(RootFs::new(layers).with_ids(state.ops.ids))
 }
 
 /// The `path` query parameter (required).
@@ -236,13 +236,14 @@ pub(crate) async fn archive_head(State(state): State<AppState>, Path(image): Pat
 fn file_item(fs: &RootFs, node: &Node) -> FileItem {
     let m = &node.meta;
     let ft = m.file_type();
+    let (uid, gid) = fs.owner(m);
     FileItem {
         size: m.len() as i64,
         path: node.name().to_string_lossy().into_owned(),
-        owner: NameOrId::Id(i64::from(m.uid())),
-        group: NameOrId::Id(i64::from(m.gid())),
-        uid: m.uid(),
-        gid: m.gid(),
+        owner: NameOrId::Id(i64::from(uid)),
+        group: NameOrId::Id(i64::from(gid)),
+        uid,
+        gid,
         mode: m.mode(),
         mtime: m.mtime(),
         nlink: m.nlink(),

@@ -113,12 +113,28 @@ impl Node {
 #[derive(Debug, Clone)]
 pub(crate) struct RootFs {
     layers: Vec<Layer>,
+    ids: crate::IdRange,
 }
 
 impl RootFs {
     /// `layers` are topmost first.
     pub fn new(layers: Vec<Layer>) -> Self {
-        RootFs { layers }
+        RootFs { layers, ids: crate::IdRange::default() }
+    }
+
+    /// Owners on disk are host ids: runs' files are shifted into `ids`.
+    pub fn with_ids(mut self, ids: crate::IdRange) -> Self {
+        self.ids = ids;
+        self
+    }
+
+    /// The `(uid, gid)` a file has inside a sandbox: runs' files are stored with host ids
+    /// of the sandbox id range, the base image's host files with their own ids (which the
+    /// sandbox sees unchanged through an idmapped mount).
+    pub fn owner(&self, meta: &std::fs::Metadata) -> (u32, u32) {
+        use std::os::unix::fs::MetadataExt;
+        let inside = |h: u32| self.ids.from_host(h).unwrap_or(h);
+        (inside(meta.uid()), inside(meta.gid()))
     }
 
     /// Resolves `path` (absolute or relative to `/`). With `follow_last`, a final symlink is
