@@ -44,15 +44,18 @@ impl IdRange {
     /// The range `base..base + count`. `count` must be at least 65,536 (a Debian image
     /// uses `nobody` = 65534) and the range must stay below 4,294,967,295 and leave
     /// host root (0) out.
-    pub fn new(base: u32, count: u32) -> Result<Self, SandboxError> {
+    ///
+    /// Errors are `InvalidArgument` naming `id_range`.
+    pub fn new(base: u32, count: u32) -> Result<Self, contree_core::Error> {
+        let invalid = |why: String| contree_core::Error::invalid_argument("id_range", why);
         if count < 65_536 {
-            return Err(SandboxError::invalid("id_range", format!("count {count} is below 65536")));
+            return Err(invalid(format!("count {count} is below 65536")));
         }
         if base == 0 {
-            return Err(SandboxError::invalid("id_range", "the range must not contain host root (uid 0)"));
+            return Err(invalid("the range must not contain host root (uid 0)".into()));
         }
         if base.checked_add(count).is_none_or(|end| end == u32::MAX) {
-            return Err(SandboxError::invalid("id_range", format!("{base} + {count} passes the last valid id")));
+            return Err(invalid(format!("{base} + {count} passes the last valid id")));
         }
         Ok(IdRange { base, count })
     }

@@ -49,6 +49,18 @@ struct Args {
     /// Timeout of runs that don't set one, in seconds.
     #[arg(long)]
     default_run_timeout: Option<u64>,
+
+    /// Host uid/gid range of the sandboxes' user namespaces, as BASE:COUNT (root in a
+    /// sandbox is BASE on the host). Default: 2000000000:65536. No host account may use it.
+    #[arg(long, value_name = "BASE:COUNT", value_parser = parse_id_range)]
+    id_range: Option<contree_local::IdRange>,
+}
+
+fn parse_id_range(s: &str) -> Result<contree_local::IdRange, String> {
+    let (base, count) = s.split_once(':').ok_or_else(|| format!("{s:?} is not BASE:COUNT"))?;
+    let base = base.parse::<u32>().map_err(|e| format!("base {base:?}: {e}"))?;
+    let count = count.parse::<u32>().map_err(|e| format!("count {count:?}: {e}"))?;
+    contree_local::IdRange::new(base, count).map_err(|e| e.to_string())
 }
 
 fn default_data_dir() -> PathBuf {
@@ -104,6 +116,9 @@ fn main() -> ExitCode {
     }
     if let Some(s) = args.default_run_timeout {
         config = config.with_default_run_timeout(Duration::from_secs(s));
+    }
+    if let Some(ids) = args.id_range {
+        config = config.with_id_range(ids);
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
