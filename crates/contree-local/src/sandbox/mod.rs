@@ -92,6 +92,9 @@
 mod child;
 mod error;
 mod finish;
+// slirp4netns for runs with networking (being wired into the sandbox's spawn).
+#[allow(dead_code, reason = "consumed by the sandbox spawn that is being rewritten")]
+mod network;
 mod run;
 // Built here, installed by the sandbox's init just before the command's execve (being wired in).
 #[allow(dead_code, reason = "consumed by the sandbox init that is being rewritten")]
