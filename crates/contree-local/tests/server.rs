@@ -391,6 +391,23 @@ async fn bad_spawn_requests_are_400_and_unknown_images_404() {
 }
 
 #[tokio::test]
+async fn files_under_proc_sys_dev_are_400_naming_field_and_path() {
+    let api = Api::shared();
+    let file = api.upload(b"not for the kernel\n").await;
+    let uuid = file["uuid"].as_str().unwrap().to_owned();
+    for dest in
+        ["/proc", "/proc/sys/kernel/core_pattern", "/./proc/x", "//sys/kernel/x", "/dev/./shm/x", "/a/../proc/x"]
+    {
+        let body = json!({"command": "true", "image": base_image(), "files": {dest: {"uuid": uuid}}});
+        let r = api.req(reqwest::Method::POST, "/instances").json(&body).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{body}");
+        let v: Value = r.json().await.unwrap();
+        let msg = v["error"].as_str().unwrap();
+        assert!(msg.contains("`files`") && msg.contains(dest), "{dest}: {msg}");
+    }
+}
+
+#[tokio::test]
 async fn output_is_truncated_at_the_cap() {
     let api = Api::shared();
     let v = api
