@@ -58,6 +58,13 @@ pub struct LocalConfig {
     /// How often an idle event stream (`GET /operations/{id}/events?follow=1`) sends a
     /// `: keepalive` comment.
     pub keepalive_interval: Duration,
+    /// Whether runs may have a network (through `slirp4netns`, never the host's namespace).
+    /// Defaults to `true`, and a spawn request without `networking` gets one, as the spec
+    /// says. `false` is for hosts without `slirp4netns` and for servers whose runs must stay
+    /// offline: requests that omit `networking` then run without a network, and a request
+    /// asking for `networking.enabled: true` is refused with 400 (rather than silently run
+    /// offline, which would break it in confusing ways).
+    pub networking: bool,
 }
 
 impl Default for LocalConfig {
@@ -71,6 +78,7 @@ impl Default for LocalConfig {
             default_run_timeout: Some(Duration::from_secs(3600)),
             max_run_timeout: Duration::from_secs(24 * 3600),
             keepalive_interval: Duration::from_secs(15),
+            networking: true,
         }
     }
 }
@@ -85,6 +93,7 @@ impl fmt::Debug for LocalConfig {
             .field("default_run_timeout", &self.default_run_timeout)
             .field("max_run_timeout", &self.max_run_timeout)
             .field("keepalive_interval", &self.keepalive_interval)
+            .field("networking", &self.networking)
             .finish()
     }
 }
@@ -132,6 +141,13 @@ impl LocalConfig {
         self
     }
 
+    /// Turns networking for runs on (the default) or off for the whole server; see
+    /// [`LocalConfig::networking`].
+    pub fn with_networking(mut self, enabled: bool) -> Self {
+        self.networking = enabled;
+        self
+    }
+
     /// Checks the values a caller may have got wrong, naming the offending field.
     pub(crate) fn validate(&self) -> Result<(), Error> {
         if self.max_concurrent_runs == 0 {
@@ -174,6 +190,8 @@ mod tests {
         c.validate().unwrap();
         assert!(c.bind.ip().is_loopback());
         assert!(c.max_concurrent_runs >= 2);
+        assert!(c.networking, "the spec's default: runs have a network");
+        assert!(!c.with_networking(false).networking);
     }
 
     #[test]

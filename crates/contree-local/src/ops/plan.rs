@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use contree_core::models::{ImageSource, InstanceSpawnRequest, OperationInstanceMetadata};
+use contree_core::models::{ImageSource, InstanceNetworking, InstanceSpawnRequest, OperationInstanceMetadata};
 
 use crate::api::error::ApiError;
 use crate::config::MAX_TRUNCATE_OUTPUT_AT;
@@ -131,7 +131,7 @@ pub(crate) fn plan_instance(
         (req.command.clone(), req.args.clone())
     };
     let disposable = req.disposable.unwrap_or(false);
-    let network = req.networking.and_then(|n| n.enabled).unwrap_or(false);
+    let network = network_choice(req.networking.and_then(|n| n.enabled), ops.limits.networking)?;
 
     let plan = RunPlan {
         exec_command,
@@ -163,6 +163,7 @@ pub(crate) fn plan_instance(
     meta.disposable = Some(disposable);
     meta.timeout = timeout.map(|t| t.as_secs());
     meta.truncate_output_at = Some(truncate_at);
+    meta.networking = Some(InstanceNetworking { enabled: Some(network) });
     Ok((plan, meta))
 }
 
@@ -173,6 +174,20 @@ pub(crate) fn resolve_image(ops: &Ops, source: &ImageSource) -> Result<ImageReco
         ImageSource::Tag(t) => ops.store.find_by_tag(t).map_err(super::store_error)?,
     };
     found.ok_or_else(|| ApiError::not_found(format!("image `{source}` not found")))
+}
+
+/// Whether a run gets a network: what the request asks (`networking.enabled`), else the
+/// spec's default, on, unless the server has networking turned off. Asking for a network
+/// from such a server is a 400 rather than a run that silently has none.
+fn network_choice(requested: Option<bool>, server_allows: bool) -> Result<bool, ApiError> {
+    match requested {
+        Some(true) if !server_allows => Err(ApiError::bad_request(
+            "`networking.enabled` is true, but this server has networking turned off \
+             (`--no-networking` / `LocalConfig::with_networking(false)`); omit it or set it to false",
+        )),
+        Some(asked) => Ok(asked),
+        None => Ok(server_allows),
+    }
 }
 
 /// Directories the sandbox mounts itself (kernel interfaces and devices): a placed file there
@@ -291,5 +306,18 @@ mod tests {
         assert_eq!(file_dest("/home/proc").unwrap(), "/home/proc");
         assert_eq!(file_dest("/devices").unwrap(), "/devices");
         assert_eq!(file_dest("/srv/sys/x").unwrap(), "/srv/sys/x");
+    }
+
+    #[test]
+    fn networking_defaults_on_and_the_server_switch_refuses_explicit_requests() {
+        assert!(network_choice(None, true).unwrap(), "the spec's default is on");
+        assert!(network_choice(Some(true), true).unwrap());
+        assert!(!network_choice(Some(false), true).unwrap());
+        assert!(!network_choice(None, false).unwrap(), "a server without networking runs offline");
+        assert!(!network_choice(Some(false), false).unwrap());
+        let err = network_choice(Some(true), false).unwrap_err();
+        assert_eq!(err.status(), axum::http::StatusCode::BAD_REQUEST);
+        assert!(err.message().contains("`networking.enabled`"), "{}", err.message());
+        assert!(err.message().contains("networking turned off"), "{}", err.message());
     }
 }

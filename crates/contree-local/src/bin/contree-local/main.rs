@@ -1,7 +1,7 @@
 //! `contree-local`: run a local Contree server.
 //!
 //! ```text
-//! contree-local --data-dir ~/.local/share/contree-local --bind 127.0.0.1:8080 [--token-file PATH]
+//! contree-local --data-dir ~/.local/share/contree-local --bind 127.0.0.1:8080 [--token-file PATH] [--no-networking]
 //! ```
 //! The token is never taken from the command line (every host user can read it there): it
 //! comes from `--token-file`, `CONTREE_LOCAL_TOKEN`, or is generated into `<data-dir>/token`
@@ -49,6 +49,12 @@ struct Args {
     /// Timeout of runs that don't set one, in seconds.
     #[arg(long)]
     default_run_timeout: Option<u64>,
+
+    /// Run every command without a network. Requests that ask for `networking.enabled: true`
+    /// are refused with 400. Default: runs have a network through slirp4netns (never the
+    /// host's), as the Contree spec says.
+    #[arg(long)]
+    no_networking: bool,
 }
 
 fn default_data_dir() -> PathBuf {
@@ -88,7 +94,8 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let mut config = LocalConfig::default().with_data_dir(&data_dir).with_bind(args.bind);
+    let mut config =
+        LocalConfig::default().with_data_dir(&data_dir).with_bind(args.bind).with_networking(!args.no_networking);
     let token_path = match &token {
         Some(t) => {
             config = config.with_token(t.secret.clone());
