@@ -63,6 +63,13 @@ pub struct LocalConfig {
     /// 2,000,000,000, which no host account uses; the server refuses to start when
     /// `/etc/passwd` or `/etc/group` has an id in it.
     pub id_range: crate::IdRange,
+    /// Whether runs may have a network (through `slirp4netns`, never the host's namespace).
+    /// Defaults to `true`, and a spawn request without `networking` gets one, as the spec
+    /// says. `false` is for hosts without `slirp4netns` and for servers whose runs must stay
+    /// offline: requests that omit `networking` then run without a network, and a request
+    /// asking for `networking.enabled: true` is refused with 400 (rather than silently run
+    /// offline, which would break it in confusing ways).
+    pub networking: bool,
 }
 
 impl Default for LocalConfig {
@@ -77,6 +84,7 @@ impl Default for LocalConfig {
             max_run_timeout: Duration::from_secs(24 * 3600),
             keepalive_interval: Duration::from_secs(15),
             id_range: crate::IdRange::default(),
+            networking: true,
         }
     }
 }
@@ -92,6 +100,7 @@ impl fmt::Debug for LocalConfig {
             .field("max_run_timeout", &self.max_run_timeout)
             .field("keepalive_interval", &self.keepalive_interval)
             .field("id_range", &self.id_range)
+            .field("networking", &self.networking)
             .finish()
     }
 }
@@ -145,6 +154,13 @@ impl LocalConfig {
         self
     }
 
+    /// Turns networking for runs on (the default) or off for the whole server; see
+    /// [`LocalConfig::networking`].
+    pub fn with_networking(mut self, enabled: bool) -> Self {
+        self.networking = enabled;
+        self
+    }
+
     /// Checks the values a caller may have got wrong, naming the offending field.
     pub(crate) fn validate(&self) -> Result<(), Error> {
         if self.max_concurrent_runs == 0 {
@@ -187,6 +203,8 @@ mod tests {
         c.validate().unwrap();
         assert!(c.bind.ip().is_loopback());
         assert!(c.max_concurrent_runs >= 2);
+        assert!(c.networking, "the spec's default: runs have a network");
+        assert!(!c.with_networking(false).networking);
     }
 
     #[test]

@@ -128,6 +128,7 @@ impl LocalServer {
                 default_timeout: config.default_run_timeout,
                 max_timeout: config.max_run_timeout,
                 max_concurrent_runs: config.max_concurrent_runs,
+                networking: config.networking,
             },
         );
         let state = api::AppState {

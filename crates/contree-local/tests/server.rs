@@ -280,6 +280,7 @@ async fn echo_events_come_in_order_and_fold_into_the_result() {
     assert_eq!(v["kind"], "instance");
     assert_eq!(v["image_uuid"], base);
     assert_eq!(v["metadata"]["image"], base, "the tag is resolved to the uuid");
+    assert_eq!(v["metadata"]["networking"]["enabled"], true, "networking is on unless asked off (the spec's default)");
     assert_eq!(stdout(&v), "hi\n");
     assert_eq!(v["metadata"]["result"]["state"]["exit_code"], 0);
     assert!(v["metadata"]["result"]["resources"]["elapsed_time"].as_f64().unwrap() >= 0.0);
@@ -388,6 +389,51 @@ async fn bad_spawn_requests_are_400_and_unknown_images_404() {
     let r = api.req(reqwest::Method::DELETE, &format!("/operations/{unknown}")).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
     assert_eq!(api.get(&format!("/operations/{unknown}/events")).await.status(), StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn files_under_proc_sys_dev_are_400_naming_field_and_path() {
+    let api = Api::shared();
+    let file = api.upload(b"not for the kernel\n").await;
+    let uuid = file["uuid"].as_str().unwrap().to_owned();
+    for dest in
+        ["/proc", "/proc/sys/kernel/core_pattern", "/./proc/x", "//sys/kernel/x", "/dev/./shm/x", "/a/../proc/x"]
+    {
+        let body = json!({"command": "true", "image": base_image(), "files": {dest: {"uuid": uuid}}});
+        let r = api.req(reqwest::Method::POST, "/instances").json(&body).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{body}");
+        let v: Value = r.json().await.unwrap();
+        let msg = v["error"].as_str().unwrap();
+        assert!(msg.contains("`files`") && msg.contains(dest), "{dest}: {msg}");
+    }
+}
+
+/// A server started with networking off: omitted `networking` means none, asking for it is a
+/// 400. (No run here needs a network.)
+#[tokio::test]
+async fn a_server_without_networking_refuses_requests_for_it() {
+    let server = LocalServer::start(LocalConfig::default().with_networking(false)).await.unwrap();
+    let api = Api::new(&server);
+    let r = api
+        .req(reqwest::Method::POST, "/instances")
+        .json(&json!({"command": "true", "image": base_image(), "networking": {"enabled": true}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let v: Value = r.json().await.unwrap();
+    let msg = v["error"].as_str().unwrap();
+    assert!(msg.contains("`networking.enabled`") && msg.contains("networking turned off"), "{msg}");
+    for body in [
+        json!({"command": "true", "image": base_image()}),
+        json!({"command": "true", "image": base_image(), "networking": {}}),
+        json!({"command": "true", "image": base_image(), "networking": {"enabled": false}}),
+    ] {
+        let op = api.spawn(body.clone()).await;
+        let v = api.get_json(&format!("/operations/{op}")).await;
+        assert_eq!(v["metadata"]["networking"]["enabled"], false, "{body}: {v}");
+    }
+    server.shutdown().await;
 }
 
 #[tokio::test]

@@ -38,6 +38,8 @@ pub(crate) struct RunLimits {
     pub default_timeout: Option<Duration>,
     pub max_timeout: Duration,
     pub max_concurrent_runs: usize,
+    /// Runs may have a network ([`LocalConfig::networking`](crate::LocalConfig::networking)).
+    pub networking: bool,
 }
 
 /// The operation registry, shared by every request handler.

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use contree_core::models::{ImageSource, InstanceSpawnRequest, OperationInstanceMetadata};
+use contree_core::models::{ImageSource, InstanceNetworking, InstanceSpawnRequest, OperationInstanceMetadata};
 
 use crate::api::error::ApiError;
 use crate::config::MAX_TRUNCATE_OUTPUT_AT;
@@ -131,7 +131,7 @@ pub(crate) fn plan_instance(
         (req.command.clone(), req.args.clone())
     };
     let disposable = req.disposable.unwrap_or(false);
-    let network = req.networking.and_then(|n| n.enabled).unwrap_or(false);
+    let network = network_choice(req.networking.and_then(|n| n.enabled), ops.limits.networking)?;
 
     let plan = RunPlan {
         exec_command,
@@ -163,6 +163,7 @@ pub(crate) fn plan_instance(
     meta.disposable = Some(disposable);
     meta.timeout = timeout.map(|t| t.as_secs());
     meta.truncate_output_at = Some(truncate_at);
+    meta.networking = Some(InstanceNetworking { enabled: Some(network) });
     Ok((plan, meta))
 }
 
@@ -175,15 +176,48 @@ pub(crate) fn resolve_image(ops: &Ops, source: &ImageSource) -> Result<ImageReco
     found.ok_or_else(|| ApiError::not_found(format!("image `{source}` not found")))
 }
 
+/// Whether a run gets a network: what the request asks (`networking.enabled`), else the
+/// spec's default, on, unless the server has networking turned off. Asking for a network
+/// from such a server is a 400 rather than a run that silently has none.
+fn network_choice(requested: Option<bool>, server_allows: bool) -> Result<bool, ApiError> {
+    match requested {
+        Some(true) if !server_allows => Err(ApiError::bad_request(
+            "`networking.enabled` is true, but this server has networking turned off \
+             (`--no-networking` / `LocalConfig::with_networking(false)`); omit it or set it to false",
+        )),
+        Some(asked) => Ok(asked),
+        None => Ok(server_allows),
+    }
+}
+
+/// Directories the sandbox mounts itself (kernel interfaces and devices): a placed file there
+/// would land in (or be hidden by) the run's own `/proc`, `/sys` or `/dev`.
+const SANDBOX_OWNED_DIRS: [&str; 3] = ["proc", "sys", "dev"];
+
+/// Checks a `files` destination and returns it lexically normalised (no `.`, no `//`):
+/// absolute, not a directory, no `..` (which could climb out of where it seems to point),
+/// and not under `/proc`, `/sys` or `/dev`.
+fn file_dest(dest: &str) -> Result<String, ApiError> {
+    no_nul("files", dest)?;
+    if !dest.starts_with('/') || dest.split('/').any(|c| c == "..") || dest.ends_with('/') {
+        return Err(ApiError::bad_request(format!("`files` key `{dest}` must be an absolute file path without `..`")));
+    }
+    let parts: Vec<&str> = dest.split('/').filter(|c| !c.is_empty() && *c != ".").collect();
+    let Some(first) = parts.first() else {
+        return Err(ApiError::bad_request(format!("`files` key `{dest}` must name a file, not `/`")));
+    };
+    if SANDBOX_OWNED_DIRS.contains(first) {
+        return Err(ApiError::bad_request(format!(
+            "`files` key `{dest}` is under /{first}: /proc, /sys and /dev belong to the sandbox and cannot receive files"
+        )));
+    }
+    Ok(format!("/{}", parts.join("/")))
+}
+
 fn place_files(ops: &Ops, req: &InstanceSpawnRequest) -> Result<Vec<PlacedFile>, ApiError> {
     let mut out = Vec::with_capacity(req.files.len());
     for (dest, spec) in &req.files {
-        no_nul("files", dest)?;
-        if !dest.starts_with('/') || dest.split('/').any(|c| c == "..") || dest.ends_with('/') {
-            return Err(ApiError::bad_request(format!(
-                "`files` key `{dest}` must be an absolute file path without `..`"
-            )));
-        }
+        let normalised = file_dest(dest)?;
         let mode = spec
             .mode_bits()
             .map_err(|e| ApiError::bad_request(format!("`files.{dest}.mode`: {}", e.message())))?
@@ -194,13 +228,7 @@ fn place_files(ops: &Ops, req: &InstanceSpawnRequest) -> Result<Vec<PlacedFile>,
             .map_err(super::store_error)?
             .ok_or_else(|| ApiError::bad_request(format!("`files.{dest}`: file {} was not uploaded", spec.uuid)))?;
         let source: PathBuf = ops.store.blob_path(&file.sha256).map_err(super::store_error)?;
-        out.push(PlacedFile {
-            dest: dest.clone(),
-            source,
-            mode,
-            uid: spec.uid.unwrap_or(0),
-            gid: spec.gid.unwrap_or(0),
-        });
+        out.push(PlacedFile { dest: normalised, source, mode, uid: spec.uid.unwrap_or(0), gid: spec.gid.unwrap_or(0) });
     }
     Ok(out)
 }
@@ -237,5 +265,59 @@ mod tests {
         assert_eq!(m["GITHUB_TOKEN"], "<MASKED>");
         assert_eq!(m["db_password"], "<MASKED>");
         assert_eq!(m["PATH"], "/bin");
+    }
+
+    #[test]
+    fn files_under_proc_sys_dev_are_refused_however_spelled() {
+        for dest in [
+            "/proc",
+            "/proc/sys/kernel/core_pattern",
+            "/./proc/x",
+            "//proc/x",
+            "/././/sys/kernel/x",
+            "/dev",
+            "/dev/shm/x",
+            "/sys/fs/cgroup/x",
+            "/./dev/./null",
+        ] {
+            let err = file_dest(dest).unwrap_err();
+            assert_eq!(err.status(), axum::http::StatusCode::BAD_REQUEST, "{dest}");
+            let msg = err.message();
+            assert!(msg.contains("`files`") && msg.contains(dest), "{dest}: {msg}");
+            assert!(msg.contains("/proc, /sys and /dev"), "{dest}: {msg}");
+        }
+        // `..` is refused before any normalisation, so it cannot climb into /proc either.
+        for dest in ["/a/../proc/x", "/../proc/x", "/etc/../../dev/x", "/etc/.."] {
+            let msg = file_dest(dest).unwrap_err().message().to_owned();
+            assert!(msg.contains("`files`") && msg.contains(dest) && msg.contains("`..`"), "{dest}: {msg}");
+        }
+        for dest in ["/", "//", "/./", "/.", "/./.", "relative", "", "/etc/", "/a\0b"] {
+            let msg = file_dest(dest).unwrap_err().message().to_owned();
+            assert!(msg.contains("`files`"), "{dest}: {msg}");
+        }
+    }
+
+    #[test]
+    fn other_file_destinations_are_normalised() {
+        assert_eq!(file_dest("/etc/app.conf").unwrap(), "/etc/app.conf");
+        assert_eq!(file_dest("/./etc//app.conf").unwrap(), "/etc/app.conf");
+        // Only the top-level directories are the sandbox's: these are ordinary paths.
+        assert_eq!(file_dest("/procfs/x").unwrap(), "/procfs/x");
+        assert_eq!(file_dest("/home/proc").unwrap(), "/home/proc");
+        assert_eq!(file_dest("/devices").unwrap(), "/devices");
+        assert_eq!(file_dest("/srv/sys/x").unwrap(), "/srv/sys/x");
+    }
+
+    #[test]
+    fn networking_defaults_on_and_the_server_switch_refuses_explicit_requests() {
+        assert!(network_choice(None, true).unwrap(), "the spec's default is on");
+        assert!(network_choice(Some(true), true).unwrap());
+        assert!(!network_choice(Some(false), true).unwrap());
+        assert!(!network_choice(None, false).unwrap(), "a server without networking runs offline");
+        assert!(!network_choice(Some(false), false).unwrap());
+        let err = network_choice(Some(true), false).unwrap_err();
+        assert_eq!(err.status(), axum::http::StatusCode::BAD_REQUEST);
+        assert!(err.message().contains("`networking.enabled`"), "{}", err.message());
+        assert!(err.message().contains("networking turned off"), "{}", err.message());
     }
 }

@@ -1,7 +1,7 @@
 //! `contree-local`: run a local Contree server.
 //!
 //! ```text
-//! contree-local --data-dir ~/.local/share/contree-local --bind 127.0.0.1:8080 [--token-file PATH]
+//! contree-local --data-dir ~/.local/share/contree-local --bind 127.0.0.1:8080 [--token-file PATH] [--no-networking]
 //! ```
 //! The token is never taken from the command line (every host user can read it there): it
 //! comes from `--token-file`, `CONTREE_LOCAL_TOKEN`, or is generated into `<data-dir>/token`
@@ -54,6 +54,12 @@ struct Args {
     /// sandbox is BASE on the host). Default: 2000000000:65536. No host account may use it.
     #[arg(long, value_name = "BASE:COUNT", value_parser = parse_id_range)]
     id_range: Option<contree_local::IdRange>,
+
+    /// Run every command without a network. Requests that ask for `networking.enabled: true`
+    /// are refused with 400. Default: runs have a network through slirp4netns (never the
+    /// host's), as the Contree spec says.
+    #[arg(long)]
+    no_networking: bool,
 }
 
 fn parse_id_range(s: &str) -> Result<contree_local::IdRange, String> {
@@ -100,7 +106,8 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let mut config = LocalConfig::default().with_data_dir(&data_dir).with_bind(args.bind);
+    let mut config =
+        LocalConfig::default().with_data_dir(&data_dir).with_bind(args.bind).with_networking(!args.no_networking);
     let token_path = match &token {
         Some(t) => {
             config = config.with_token(t.secret.clone());
