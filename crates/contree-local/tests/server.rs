@@ -392,6 +392,29 @@ async fn bad_spawn_requests_are_400_and_unknown_images_404() {
 }
 
 #[tokio::test]
+async fn ids_outside_the_sandbox_id_range_are_400_naming_the_field() {
+    let api = Api::shared();
+    for (body, field) in [
+        (json!({"command": "true", "image": base_image(), "uid": 65536}), "`uid`"),
+        (json!({"command": "true", "image": base_image(), "gid": 4_000_000_000u32}), "`gid`"),
+    ] {
+        let r = api.req(reqwest::Method::POST, "/instances").json(&body).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{body}");
+        let v: Value = r.json().await.unwrap();
+        let msg = v["error"].as_str().unwrap();
+        assert!(msg.contains(field) && msg.contains("id range"), "{msg}");
+    }
+    // The top of the range is fine.
+    let r = api
+        .req(reqwest::Method::POST, "/instances")
+        .json(&json!({"command": "true", "image": base_image(), "uid": 65535, "gid": 65535}))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+}
+
+#[tokio::test]
 async fn files_under_proc_sys_dev_are_400_naming_field_and_path() {
     let api = Api::shared();
     let file = api.upload(b"not for the kernel\n").await;

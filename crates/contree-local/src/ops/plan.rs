@@ -132,6 +132,12 @@ pub(crate) fn plan_instance(
     };
     let disposable = req.disposable.unwrap_or(false);
     let network = network_choice(req.networking.and_then(|n| n.enabled), ops.limits.networking)?;
+    let uid = in_id_range(ops, "uid", req.uid.unwrap_or(0))?;
+    let gid = in_id_range(ops, "gid", req.gid.unwrap_or(0))?;
+    for (dest, f) in &req.files {
+        in_id_range(ops, &format!("files.{dest}.uid"), f.uid.unwrap_or(0))?;
+        in_id_range(ops, &format!("files.{dest}.gid"), f.gid.unwrap_or(0))?;
+    }
 
     let plan = RunPlan {
         exec_command,
@@ -140,8 +146,8 @@ pub(crate) fn plan_instance(
         env,
         preserved_env,
         cwd: if cwd.is_empty() { "/".to_owned() } else { cwd.clone() },
-        uid: req.uid.unwrap_or(0),
-        gid: req.gid.unwrap_or(0),
+        uid,
+        gid,
         hostname: hostname.clone(),
         network,
         files,
@@ -212,6 +218,19 @@ fn file_dest(dest: &str) -> Result<String, ApiError> {
         )));
     }
     Ok(format!("/{}", parts.join("/")))
+}
+
+/// Sandboxes have ids `0..count` of the server's id range (their user namespace maps no
+/// others), so larger ids are refused up front instead of failing inside the run.
+fn in_id_range(ops: &Ops, field: &str, id: u32) -> Result<u32, ApiError> {
+    if id < ops.ids.count() {
+        Ok(id)
+    } else {
+        Err(ApiError::bad_request(format!(
+            "`{field}` {id} is outside the sandbox's id range: ids run from 0 to {}",
+            ops.ids.count() - 1
+        )))
+    }
 }
 
 fn place_files(ops: &Ops, req: &InstanceSpawnRequest) -> Result<Vec<PlacedFile>, ApiError> {
