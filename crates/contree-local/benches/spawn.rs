@@ -360,6 +360,11 @@ fn raise_nofile_limit() {
     }
 }
 
+/// The 1-minute load average: other work on the machine skews every number here.
+fn load_average() -> Option<f64> {
+    std::fs::read_to_string("/proc/loadavg").ok()?.split_whitespace().next()?.parse().ok()
+}
+
 fn json_path() -> PathBuf {
     if let Ok(p) = std::env::var("CONTREE_BENCH_JSON") {
         return PathBuf::from(p);
@@ -421,6 +426,7 @@ async fn bench(knobs: &Knobs) -> Result<Value, String> {
         std::thread::available_parallelism().map_or(1, |n| n.get())
     );
     let mem_start = mem();
+    let load_start = load_average();
 
     // Phase 1: fresh server.
     let (warm, _) = sequential(&api, WARMUP, knobs.run_timeout).await;
@@ -444,6 +450,7 @@ async fn bench(knobs: &Knobs) -> Result<Value, String> {
     let (runs, wall) = sequential(&api, knobs.runs, knobs.run_timeout).await;
     let after = stats("after burst", &runs, wall);
     let mem_after = mem();
+    let load_end = load_average();
 
     let ratio = after.p50 / fresh.p50;
     let fresh_ok = fresh.failures == 0 && fresh.p50 <= GOAL_P50_MS;
@@ -472,6 +479,8 @@ async fn bench(knobs: &Knobs) -> Result<Value, String> {
     println!("  after phase 1:      {}", mem_text(mem_fresh));
     println!("  right after burst:  {}", mem_text(mem_burst));
     println!("  after phase 3:      {}", mem_text(mem_after));
+    let load = |l: Option<f64>| l.map_or("n/a".to_owned(), |l| format!("{l:.2}"));
+    println!("1-min load average: {} at start, {} at the end (noise)", load(load_start), load(load_end));
     println!();
     println!("p50 after/before: {ratio:.2}  ({:.2} ms / {:.2} ms)", after.p50, fresh.p50);
     println!("goal p50 <= {GOAL_P50_MS} ms, fresh:        {}", verdict(fresh_ok));
@@ -497,6 +506,7 @@ async fn bench(knobs: &Knobs) -> Result<Value, String> {
             "start": mem_json(mem_start), "after_fresh": mem_json(mem_fresh),
             "after_burst": mem_json(mem_burst), "after_phase3": mem_json(mem_after),
         },
+        "load_average_1min": {"start": load_start, "end": load_end},
         "p50_ratio_after_over_fresh": if ratio.is_finite() { json!(ratio) } else { Value::Null },
         "goals": {
             "p50_ms_max": GOAL_P50_MS, "ratio_max": GOAL_RATIO,
