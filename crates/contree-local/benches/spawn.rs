@@ -1,0 +1,543 @@
+//! Spawn benchmark (issue 9): end-to-end latency of `true` over HTTP, on a fresh server and
+//! again right after a burst of 1,000 concurrent runs.
+//!
+//! `cargo bench -p contree-local --bench spawn` (a release build). Each run is
+//! `POST /v1/instances` (`true` on the built-in image, disposable so no layers pile up) followed
+//! by `GET /v1/operations/{id}/events?follow=1` read to its end: the server publishes the
+//! `completion` event only once the final record is stored, so the run is terminal when the
+//! stream ends. A run counts as a success when `completion` says SUCCESS and the main process
+//! exited 0.
+//!
+//! Phases: (1) fresh server, 20 warm-up runs then N sequential runs; (2) a burst of 1,000 runs
+//! started at once (all in flight; a 429 is retried after its `Retry-After` and counted);
+//! (3) N sequential runs right after the burst. Goal: p50 ≤ 10 ms in (1) and (3), and p50 of
+//! (3) within 20% of (1). The bench always exits 0 once it has measured (PASS or FAIL is
+//! printed); it exits 1 only when it could not measure (no server, bench timeout).
+//!
+//! Knobs (environment):
+//! - `CONTREE_BENCH_RUNS` — sequential runs per phase (default 200)
+//! - `CONTREE_BENCH_BURST` — runs in the burst (default 1000), all in flight at once unless
+//!   `CONTREE_BENCH_BURST_INFLIGHT` bounds it lower
+//! - `CONTREE_BENCH_URL` + `CONTREE_BENCH_TOKEN` — benchmark an external server instead of an
+//!   embedded one (its RSS is then read from `CONTREE_BENCH_SERVER_PID` if set)
+//! - `CONTREE_BENCH_IMAGE` — image to run `true` on (default: the built-in base image's UUID)
+//! - `CONTREE_BENCH_MAX_RUNS` — `max_concurrent_runs` of the embedded server (default: the
+//!   server's default, twice the CPUs)
+//! - `CONTREE_BENCH_RUN_TIMEOUT_SECS` (60), `CONTREE_BENCH_BURST_TIMEOUT_SECS` (300, per run,
+//!   queueing included), `CONTREE_BENCH_TIMEOUT_SECS` (1800, the whole bench)
+//! - `CONTREE_BENCH_JSON` — where to write the results (default `target/spawn-bench.json`)
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use contree_local::{BASE_IMAGE_TAG, LocalConfig, LocalServer};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+const WARMUP: usize = 20;
+const GOAL_P50_MS: f64 = 10.0;
+const GOAL_RATIO: f64 = 1.20;
+/// Errors printed per phase (the rest are only counted).
+const ERRORS_SHOWN: usize = 5;
+
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name).ok().and_then(|v| v.trim().parse().ok()).unwrap_or(default)
+}
+
+fn env_secs(name: &str, default: u64) -> Duration {
+    Duration::from_secs(std::env::var(name).ok().and_then(|v| v.trim().parse().ok()).unwrap_or(default))
+}
+
+struct Knobs {
+    runs: usize,
+    burst: usize,
+    burst_inflight: usize,
+    run_timeout: Duration,
+    burst_timeout: Duration,
+    total_timeout: Duration,
+}
+
+impl Knobs {
+    fn from_env() -> Knobs {
+        let burst = env_usize("CONTREE_BENCH_BURST", 1000);
+        Knobs {
+            runs: env_usize("CONTREE_BENCH_RUNS", 200).max(1),
+            burst,
+            burst_inflight: env_usize("CONTREE_BENCH_BURST_INFLIGHT", burst).clamp(1, burst.max(1)),
+            run_timeout: env_secs("CONTREE_BENCH_RUN_TIMEOUT_SECS", 60),
+            burst_timeout: env_secs("CONTREE_BENCH_BURST_TIMEOUT_SECS", 300),
+            total_timeout: env_secs("CONTREE_BENCH_TIMEOUT_SECS", 1800),
+        }
+    }
+}
+
+/// Where requests go.
+#[derive(Clone)]
+struct Api {
+    base: String,
+    token: String,
+    image: String,
+    http: reqwest::Client,
+}
+
+fn http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .connect_timeout(Duration::from_secs(10))
+        .build()
+        .expect("an HTTP client")
+}
+
+/// One run's outcome, and how many 429s it met on the way.
+struct Run {
+    result: Result<Timing, String>,
+    throttled: u32,
+}
+
+#[derive(Clone, Copy)]
+struct Timing {
+    /// Spawn request sent → stream ended with `completion` (what the goal is about).
+    total: Duration,
+    /// Spawn request sent → 201 received (429 waits included).
+    accepted: Duration,
+}
+
+impl Api {
+    fn url(&self, path: &str) -> String {
+        format!("{}/v1{path}", self.base)
+    }
+
+    /// The UUID of `tag` (so runs don't resolve a tag), or `None` when it can't be looked up.
+    async fn resolve_tag(&self, tag: &str) -> Option<String> {
+        let r = self
+            .http
+            // Tags are made of `[A-Za-z0-9._/:-]`: safe in a query as they are.
+            .get(self.url(&format!("/inspect/?tag={tag}")))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .ok()?;
+        if r.status() != StatusCode::FOUND {
+            return None;
+        }
+        let loc = r.headers().get("location")?.to_str().ok()?;
+        let uuid = loc.trim_end_matches('/').rsplit('/').next()?.to_owned();
+        (uuid.len() == 36).then_some(uuid)
+    }
+
+    /// Spawns `true` and follows it to its end, within `timeout`.
+    async fn run_true(&self, timeout: Duration) -> Run {
+        let mut throttled = 0;
+        let start = Instant::now();
+        let result = match tokio::time::timeout(timeout, self.spawn_and_follow(start, &mut throttled)).await {
+            Ok(r) => r,
+            Err(_) => Err(format!("timed out after {timeout:?}")),
+        };
+        Run { result, throttled }
+    }
+
+    async fn spawn_and_follow(&self, start: Instant, throttled: &mut u32) -> Result<Timing, String> {
+        let body = json!({"command": "true", "image": self.image, "disposable": true});
+        // Bounded by the caller's timeout; each 429 waits its Retry-After (1 s if absent).
+        let op = loop {
+            let r = self
+                .http
+                .post(self.url("/instances"))
+                .bearer_auth(&self.token)
+                .json(&body)
+                .send()
+                .await
+                .map_err(|e| format!("spawn: {e}"))?;
+            let status = r.status();
+            if status == StatusCode::TOO_MANY_REQUESTS {
+                *throttled += 1;
+                let wait = r
+                    .headers()
+                    .get("retry-after")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+                    .unwrap_or(1);
+                tokio::time::sleep(Duration::from_secs(wait.clamp(1, 60))).await;
+                continue;
+            }
+            let text = r.text().await.map_err(|e| format!("spawn body: {e}"))?;
+            if status != StatusCode::CREATED {
+                return Err(format!("spawn: HTTP {status}: {text}"));
+            }
+            let v: Value = serde_json::from_str(&text).map_err(|e| format!("spawn body: {e}: {text}"))?;
+            break v["uuid"].as_str().ok_or_else(|| format!("spawn body has no uuid: {text}"))?.to_owned();
+        };
+        let accepted = start.elapsed();
+        let r = self
+            .http
+            .get(self.url(&format!("/operations/{op}/events?follow=1")))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .map_err(|e| format!("events of {op}: {e}"))?;
+        let status = r.status();
+        // The stream ends right after `completion`: reading it to the end keeps the
+        // connection reusable.
+        let text = r.text().await.map_err(|e| format!("events of {op}: {e}"))?;
+        let total = start.elapsed();
+        if status != StatusCode::OK {
+            return Err(format!("events of {op}: HTTP {status}: {text}"));
+        }
+        check_events(&op, &text)?;
+        Ok(Timing { total, accepted })
+    }
+}
+
+/// A run succeeded when its `completion` says SUCCESS and the main process exited 0.
+fn check_events(op: &str, sse: &str) -> Result<(), String> {
+    let mut completion = None;
+    let mut exit_code = None;
+    for frame in sse.split("\n\n") {
+        let Some(data) = frame.lines().find_map(|l| l.strip_prefix("data: ")) else { continue };
+        let Ok(v) = serde_json::from_str::<Value>(data) else { continue };
+        match v["type"].as_str() {
+            Some("completion") => completion = Some(v["data"].clone()),
+            Some("exit") if v["spid"] == 1 => exit_code = v["data"]["code"].as_i64(),
+            _ => {}
+        }
+    }
+    let Some(c) = completion else { return Err(format!("{op}: the event stream ended without completion")) };
+    if c["status"] != "SUCCESS" {
+        return Err(format!("{op}: {} ({})", c["status"], c["error"]));
+    }
+    if exit_code != Some(0) {
+        return Err(format!("{op}: `true` exited with {exit_code:?}"));
+    }
+    Ok(())
+}
+
+/// Latency statistics of one phase, in milliseconds.
+#[derive(Default, Clone, Copy)]
+struct Stats {
+    n: usize,
+    failures: usize,
+    throttled: u32,
+    p50: f64,
+    p90: f64,
+    p99: f64,
+    mean: f64,
+    min: f64,
+    max: f64,
+    accepted_p50: f64,
+    wall: f64,
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+/// Nearest-rank percentile of sorted values.
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let rank = (p / 100.0 * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+fn stats(label: &str, runs: &[Run], wall: Duration) -> Stats {
+    let mut total: Vec<f64> = runs.iter().filter_map(|r| r.result.as_ref().ok()).map(|t| ms(t.total)).collect();
+    let mut accepted: Vec<f64> = runs.iter().filter_map(|r| r.result.as_ref().ok()).map(|t| ms(t.accepted)).collect();
+    total.sort_by(f64::total_cmp);
+    accepted.sort_by(f64::total_cmp);
+    let failures: Vec<&String> = runs.iter().filter_map(|r| r.result.as_ref().err()).collect();
+    for e in failures.iter().take(ERRORS_SHOWN) {
+        eprintln!("  [{label}] run failed: {e}");
+    }
+    if failures.len() > ERRORS_SHOWN {
+        eprintln!("  [{label}] … and {} more failures", failures.len() - ERRORS_SHOWN);
+    }
+    Stats {
+        n: total.len(),
+        failures: failures.len(),
+        throttled: runs.iter().map(|r| r.throttled).sum(),
+        p50: percentile(&total, 50.0),
+        p90: percentile(&total, 90.0),
+        p99: percentile(&total, 99.0),
+        mean: if total.is_empty() { f64::NAN } else { total.iter().sum::<f64>() / total.len() as f64 },
+        min: total.first().copied().unwrap_or(f64::NAN),
+        max: total.last().copied().unwrap_or(f64::NAN),
+        accepted_p50: percentile(&accepted, 50.0),
+        wall: ms(wall),
+    }
+}
+
+fn stats_json(s: &Stats) -> Value {
+    let num = |x: f64| if x.is_finite() { json!((x * 1000.0).round() / 1000.0) } else { Value::Null };
+    json!({
+        "ok": s.n, "failures": s.failures, "throttled_429": s.throttled,
+        "p50_ms": num(s.p50), "p90_ms": num(s.p90), "p99_ms": num(s.p99), "mean_ms": num(s.mean),
+        "min_ms": num(s.min), "max_ms": num(s.max), "spawn_201_p50_ms": num(s.accepted_p50),
+        "wall_ms": num(s.wall),
+    })
+}
+
+/// `VmRSS`, `VmHWM` (in KiB) and `Threads` of a process' /proc status.
+#[derive(Default, Clone, Copy)]
+struct Mem {
+    rss_kib: u64,
+    hwm_kib: u64,
+    threads: u64,
+}
+
+fn read_mem(pid: Option<u32>) -> Option<Mem> {
+    let path = match pid {
+        Some(p) => format!("/proc/{p}/status"),
+        None => "/proc/self/status".to_owned(),
+    };
+    let status = std::fs::read_to_string(path).ok()?;
+    let field = |name: &str| {
+        status.lines().find_map(|l| l.strip_prefix(name)).and_then(|v| v.split_whitespace().next()?.parse().ok())
+    };
+    Some(Mem { rss_kib: field("VmRSS:")?, hwm_kib: field("VmHWM:")?, threads: field("Threads:").unwrap_or(0) })
+}
+
+fn mem_json(m: Option<Mem>) -> Value {
+    m.map_or(Value::Null, |m| json!({"vm_rss_kib": m.rss_kib, "vm_hwm_kib": m.hwm_kib, "threads": m.threads}))
+}
+
+fn mem_text(m: Option<Mem>) -> String {
+    m.map_or("n/a".to_owned(), |m| {
+        format!(
+            "RSS {:.1} MiB (peak {:.1} MiB), {} threads",
+            m.rss_kib as f64 / 1024.0,
+            m.hwm_kib as f64 / 1024.0,
+            m.threads
+        )
+    })
+}
+
+/// `count` sequential runs.
+async fn sequential(api: &Api, count: usize, timeout: Duration) -> (Vec<Run>, Duration) {
+    let wall = Instant::now();
+    let mut runs = Vec::with_capacity(count);
+    for _ in 0..count {
+        runs.push(api.run_true(timeout).await);
+    }
+    (runs, wall.elapsed())
+}
+
+/// `count` runs started at once, at most `inflight` in flight, on their own client (its
+/// connections are closed when the burst ends).
+async fn burst(api: &Api, count: usize, inflight: usize, timeout: Duration) -> (Vec<Run>, Duration) {
+    let api = Api { http: http_client(), ..api.clone() };
+    let permits = Arc::new(Semaphore::new(inflight));
+    let wall = Instant::now();
+    let mut set = JoinSet::new();
+    for _ in 0..count {
+        let api = api.clone();
+        let permits = permits.clone();
+        set.spawn(async move {
+            let _permit = permits.acquire_owned().await.expect("the semaphore is never closed");
+            api.run_true(timeout).await
+        });
+    }
+    let mut runs = Vec::with_capacity(count);
+    while let Some(r) = set.join_next().await {
+        runs.push(r.unwrap_or_else(|e| Run { result: Err(format!("the run task failed: {e}")), throttled: 0 }));
+    }
+    (runs, wall.elapsed())
+}
+
+/// Lifts the soft open-files limit to the hard one: the burst holds two sockets per run in
+/// this process when the server is embedded.
+fn raise_nofile_limit() {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit/setrlimit with a valid pointer to an rlimit.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
+}
+
+/// The 1-minute load average: other work on the machine skews every number here.
+fn load_average() -> Option<f64> {
+    std::fs::read_to_string("/proc/loadavg").ok()?.split_whitespace().next()?.parse().ok()
+}
+
+fn json_path() -> PathBuf {
+    if let Ok(p) = std::env::var("CONTREE_BENCH_JSON") {
+        return PathBuf::from(p);
+    }
+    // `CARGO_TARGET_TMPDIR` is `<target>/tmp`.
+    let tmp = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+    tmp.parent().map_or(tmp.clone(), |t| t.to_path_buf()).join("spawn-bench.json")
+}
+
+fn print_row(label: &str, s: &Stats) {
+    println!(
+        "{label:<28} {:>5} {:>5} {:>5} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>9.2} {:>10.0}",
+        s.n, s.failures, s.throttled, s.p50, s.p90, s.p99, s.mean, s.max, s.accepted_p50, s.wall
+    );
+}
+
+fn verdict(ok: bool) -> &'static str {
+    if ok { "PASS" } else { "FAIL" }
+}
+
+async fn bench(knobs: &Knobs) -> Result<Value, String> {
+    // The server: embedded (fresh, temporary data dir) or external.
+    let external = std::env::var("CONTREE_BENCH_URL").ok().filter(|u| !u.is_empty());
+    let server_pid: Option<u32> = std::env::var("CONTREE_BENCH_SERVER_PID").ok().and_then(|p| p.trim().parse().ok());
+    let (server, base, token) = match &external {
+        Some(url) => {
+            let token = std::env::var("CONTREE_BENCH_TOKEN")
+                .map_err(|_| "CONTREE_BENCH_URL needs CONTREE_BENCH_TOKEN".to_owned())?;
+            (None, url.trim_end_matches('/').to_owned(), token)
+        }
+        None => {
+            let mut config = LocalConfig::default();
+            if let Ok(n) = std::env::var("CONTREE_BENCH_MAX_RUNS") {
+                let n = n.trim().parse().map_err(|_| format!("CONTREE_BENCH_MAX_RUNS={n} is not a number"))?;
+                config = config.with_max_concurrent_runs(n);
+            }
+            let server = LocalServer::start(config)
+                .await
+                .map_err(|e| format!("the embedded server did not start (needs Linux and root): {e}"))?;
+            let (base, token) = (server.base_url().to_owned(), server.token().to_owned());
+            (Some(server), base, token)
+        }
+    };
+    // Memory of the server: this process when embedded (the bench's client included).
+    let mem = || if server.is_some() { read_mem(None) } else { server_pid.and_then(|p| read_mem(Some(p))) };
+    let mut api = Api { base, token, image: String::new(), http: http_client() };
+    api.image = match std::env::var("CONTREE_BENCH_IMAGE") {
+        Ok(i) if !i.is_empty() => i,
+        _ => api.resolve_tag(BASE_IMAGE_TAG).await.unwrap_or_else(|| format!("tag:{BASE_IMAGE_TAG}")),
+    };
+    let where_ = external.as_deref().unwrap_or("embedded contree-local (fresh temporary data dir)");
+    println!("spawn bench: `true` on {} via {where_}", api.image);
+    println!(
+        "  {} warm-up + {} sequential runs per phase, burst of {} ({} in flight), {} CPUs",
+        WARMUP,
+        knobs.runs,
+        knobs.burst,
+        knobs.burst_inflight,
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    );
+    let mem_start = mem();
+    let load_start = load_average();
+
+    // Phase 1: fresh server.
+    let (warm, _) = sequential(&api, WARMUP, knobs.run_timeout).await;
+    if let Some(Err(e)) = warm.iter().map(|r| &r.result).find(|r| r.is_err()) {
+        return Err(format!("a warm-up run failed: {e}"));
+    }
+    println!("phase 1: {} sequential runs on the fresh server…", knobs.runs);
+    let (runs, wall) = sequential(&api, knobs.runs, knobs.run_timeout).await;
+    let fresh = stats("fresh", &runs, wall);
+    let mem_fresh = mem();
+
+    // Phase 2: the burst.
+    println!("phase 2: burst of {} runs…", knobs.burst);
+    let (runs, wall) = burst(&api, knobs.burst, knobs.burst_inflight, knobs.burst_timeout).await;
+    let burst_stats = stats("burst", &runs, wall);
+    let mem_burst = mem();
+    drop(runs);
+
+    // Phase 3: right after the burst.
+    println!("phase 3: {} sequential runs right after the burst…", knobs.runs);
+    let (runs, wall) = sequential(&api, knobs.runs, knobs.run_timeout).await;
+    let after = stats("after burst", &runs, wall);
+    let mem_after = mem();
+    let load_end = load_average();
+
+    let ratio = after.p50 / fresh.p50;
+    let fresh_ok = fresh.failures == 0 && fresh.p50 <= GOAL_P50_MS;
+    let after_ok = after.failures == 0 && after.p50 <= GOAL_P50_MS;
+    let ratio_ok = fresh.failures == 0 && after.failures == 0 && ratio <= GOAL_RATIO;
+
+    println!();
+    println!(
+        "{:<28} {:>5} {:>5} {:>5} {:>8} {:>8} {:>8} {:>8} {:>8} {:>9} {:>10}",
+        "phase (latency in ms)", "ok", "fail", "429", "p50", "p90", "p99", "mean", "max", "201 p50", "wall ms"
+    );
+    print_row("1 fresh, sequential", &fresh);
+    print_row(&format!("2 burst, {} in flight", knobs.burst_inflight), &burst_stats);
+    print_row("3 after burst, sequential", &after);
+    println!("(burst latencies include queueing behind max_concurrent_runs; `201 p50` is the spawn request alone)");
+    println!();
+    let mem_label = if server.is_some() {
+        "bench process = embedded server + the bench's HTTP client"
+    } else if server_pid.is_some() {
+        "external server process"
+    } else {
+        "external server, CONTREE_BENCH_SERVER_PID not set"
+    };
+    println!("memory ({mem_label}):");
+    println!("  at start:           {}", mem_text(mem_start));
+    println!("  after phase 1:      {}", mem_text(mem_fresh));
+    println!("  right after burst:  {}", mem_text(mem_burst));
+    println!("  after phase 3:      {}", mem_text(mem_after));
+    let load = |l: Option<f64>| l.map_or("n/a".to_owned(), |l| format!("{l:.2}"));
+    println!("1-min load average: {} at start, {} at the end (noise)", load(load_start), load(load_end));
+    println!();
+    println!("p50 after/before: {ratio:.2}  ({:.2} ms / {:.2} ms)", after.p50, fresh.p50);
+    println!("goal p50 <= {GOAL_P50_MS} ms, fresh:        {}", verdict(fresh_ok));
+    println!("goal p50 <= {GOAL_P50_MS} ms, after burst:  {}", verdict(after_ok));
+    println!("goal after/before <= {GOAL_RATIO:.2}:       {}", verdict(ratio_ok));
+    let all_ok = fresh_ok && after_ok && ratio_ok;
+    println!("overall: {}", verdict(all_ok));
+
+    if let Some(server) = server {
+        server.shutdown().await;
+    }
+    Ok(json!({
+        "bench": "contree-local spawn",
+        "target": external.unwrap_or_else(|| "embedded".to_owned()),
+        "image": api.image,
+        "cpus": std::thread::available_parallelism().map_or(1, |n| n.get()),
+        "runs": knobs.runs, "warmup": WARMUP, "burst": knobs.burst, "burst_inflight": knobs.burst_inflight,
+        "fresh": stats_json(&fresh),
+        "burst_phase": stats_json(&burst_stats),
+        "after_burst": stats_json(&after),
+        "memory": {
+            "what": mem_label,
+            "start": mem_json(mem_start), "after_fresh": mem_json(mem_fresh),
+            "after_burst": mem_json(mem_burst), "after_phase3": mem_json(mem_after),
+        },
+        "load_average_1min": {"start": load_start, "end": load_end},
+        "p50_ratio_after_over_fresh": if ratio.is_finite() { json!(ratio) } else { Value::Null },
+        "goals": {
+            "p50_ms_max": GOAL_P50_MS, "ratio_max": GOAL_RATIO,
+            "fresh_p50": verdict(fresh_ok), "after_burst_p50": verdict(after_ok), "ratio": verdict(ratio_ok),
+            "overall": verdict(all_ok),
+        },
+    }))
+}
+
+#[tokio::main(flavor = "multi_thread")]
+async fn main() {
+    raise_nofile_limit();
+    let knobs = Knobs::from_env();
+    let report = match tokio::time::timeout(knobs.total_timeout, bench(&knobs)).await {
+        Ok(Ok(report)) => report,
+        Ok(Err(e)) => {
+            eprintln!("spawn bench: could not measure: {e}");
+            std::process::exit(1);
+        }
+        Err(_) => {
+            eprintln!("spawn bench: timed out after {:?} (CONTREE_BENCH_TIMEOUT_SECS)", knobs.total_timeout);
+            std::process::exit(1);
+        }
+    };
+    let path = json_path();
+    let written = path
+        .parent()
+        .map_or(Ok(()), std::fs::create_dir_all)
+        .and_then(|()| std::fs::write(&path, serde_json::to_vec_pretty(&report).unwrap_or_default()));
+    match written {
+        Ok(()) => println!("results: {}", path.display()),
+        Err(e) => eprintln!("could not write {}: {e}", path.display()),
+    }
+}
