@@ -251,3 +251,32 @@ fn the_embedded_server_keeps_its_token_in_memory_only() {
         assert!(!contains(&content, token), "the token is stored in {}", f.display());
     }
 }
+
+/// A script that reads only part of the banner and closes its end of the pipe must not
+/// bring the server down: what the server prints next hits a closed pipe (EPIPE), which
+/// once panicked it. Here the pipe is closed before the server even starts, so every line
+/// of the banner hits it.
+#[test]
+fn a_closed_stdout_does_not_stop_the_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_contree-local"));
+    cmd.args(["--bind", &format!("127.0.0.1:{port}"), "--data-dir"]).arg(dir.path().join("data"));
+    cmd.env("CONTREE_LOCAL_TOKEN", "closed-stdout-token-1");
+    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
+    drop(child.stdout.take());
+    let mut server = Server { child, banner: vec![("CONTREE_URL".into(), format!("http://127.0.0.1:{port}"))] };
+    let deadline = std::time::Instant::now() + START_TIMEOUT;
+    loop {
+        assert!(server.child.try_wait().unwrap().is_none(), "the server exited: its stdout was closed");
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the server did not listen in time");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // The banner is printed right after the listener is up: give it time to hit the pipe.
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(server.child.try_wait().unwrap().is_none(), "the server exited after printing to a closed stdout");
+    assert_eq!(server.whoami_status("closed-stdout-token-1"), 200);
+}

@@ -62,6 +62,21 @@ struct Args {
     no_networking: bool,
 }
 
+/// Writes a line for scripts on stdout. A reader that has gone away (a closed pipe) must
+/// not stop the server: `println!` would panic on EPIPE, so errors are ignored here.
+fn announce(line: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_fmt(line).and_then(|()| out.write_all(b"\n")).and_then(|()| out.flush());
+}
+
+/// Like [`announce`], on stderr.
+fn complain(line: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let mut err = std::io::stderr().lock();
+    let _ = err.write_fmt(line).and_then(|()| err.write_all(b"\n"));
+}
+
 fn parse_id_range(s: &str) -> Result<contree_local::IdRange, String> {
     let (base, count) = s.split_once(':').ok_or_else(|| format!("{s:?} is not BASE:COUNT"))?;
     let base = base.parse::<u32>().map_err(|e| format!("base {base:?}: {e}"))?;
@@ -95,14 +110,14 @@ fn main() -> ExitCode {
         .init();
     let args = Args::parse();
     if args.token.is_some() {
-        eprintln!("contree-local: {}", token::TOKEN_FLAG_REFUSED);
+        complain(format_args!("contree-local: {}", token::TOKEN_FLAG_REFUSED));
         return ExitCode::from(2);
     }
     let data_dir = args.data_dir.unwrap_or_else(default_data_dir);
     let token = match token::resolve(args.token_file.as_deref(), env_token, &data_dir) {
         Ok(t) => t,
         Err(e) => {
-            eprintln!("contree-local: {e}");
+            complain(format_args!("contree-local: {e}"));
             return ExitCode::from(2);
         }
     };
@@ -130,7 +145,7 @@ fn main() -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("contree-local: cannot start the async runtime: {e}");
+            complain(format_args!("contree-local: cannot start the async runtime: {e}"));
             return ExitCode::FAILURE;
         }
     };
@@ -138,31 +153,31 @@ fn main() -> ExitCode {
         let server = match LocalServer::start(config).await {
             Ok(s) => s,
             Err(e) => {
-                eprintln!("contree-local: {e}");
+                complain(format_args!("contree-local: {e}"));
                 return ExitCode::FAILURE;
             }
         };
         // Printed on stdout (not through logging) so scripts can read them.
-        println!("CONTREE_URL={}", server.base_url());
+        announce(format_args!("CONTREE_URL={}", server.base_url()));
         match token_path {
-            Some(p) => println!("CONTREE_TOKEN_FILE={}", p.display()),
+            Some(p) => announce(format_args!("CONTREE_TOKEN_FILE={}", p.display())),
             None if token.is_none() => {
                 // Generated: saved (0600, in the private data dir) and shown this once; later
                 // starts reuse the file and print only its path.
                 let path = server.data_dir().join(token::TOKEN_FILE_NAME);
                 if let Err(e) = token::save_generated(&path, server.token()) {
-                    eprintln!("contree-local: {e}");
+                    complain(format_args!("contree-local: {e}"));
                     server.shutdown().await;
                     return ExitCode::FAILURE;
                 }
-                println!("CONTREE_TOKEN={}", server.token());
-                println!("CONTREE_TOKEN_FILE={}", path.display());
+                announce(format_args!("CONTREE_TOKEN={}", server.token()));
+                announce(format_args!("CONTREE_TOKEN_FILE={}", path.display()));
             }
             None => {}
         }
-        println!("data dir: {}", server.data_dir().display());
+        announce(format_args!("data dir: {}", server.data_dir().display()));
         wait_for_signal().await;
-        eprintln!("contree-local: shutting down");
+        complain(format_args!("contree-local: shutting down"));
         server.shutdown().await;
         ExitCode::SUCCESS
     })
