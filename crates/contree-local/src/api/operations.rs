@@ -74,6 +74,16 @@ pub(crate) fn load(state: &AppState, uuid: Uuid) -> Result<OperationRecord, ApiE
         .ok_or_else(|| ApiError::not_found(format!("operation {uuid} not found")))
 }
 
+/// The live status to show instead of the stored one, if any.
+///
+/// A run's live status turns terminal a moment before its final record (result, image,
+/// output) is stored. Showing that terminal status with the older record would tell a poller
+/// "done" with no result, so a terminal status is only ever shown from the record; and when
+/// the record was finished between the two reads, the stored status wins.
+fn shown_status(stored: OperationStatus, live: Option<OperationStatus>) -> Option<OperationStatus> {
+    if stored.is_terminal() { None } else { live.filter(|s| !s.is_terminal()) }
+}
+
 /// `GET /operations/{id}[?inflight=1]` with `Retry-After: 1` (the poll delay hint).
 pub(crate) async fn get(State(state): State<AppState>, Path(op): Path<String>, q: Query) -> Result<Response, ApiError> {
     let uuid = parse_uuid(&op, "operation")?;
@@ -87,8 +97,7 @@ pub(crate) async fn get(State(state): State<AppState>, Path(op): Path<String>, q
         }
         None => (None, None),
     };
-    // The record may have been finished between the two reads; the stored status then wins.
-    let status = if rec.status.is_terminal() { None } else { status };
+    let status = shown_status(rec.status, status);
     let mut resp = Json(to_response(&rec, status, partial)).into_response();
     resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
     Ok(resp)
@@ -134,4 +143,22 @@ pub(crate) async fn cancel(State(state): State<AppState>, Path(op): Path<String>
     let uuid = parse_uuid(&op, "operation")?;
     state.ops.cancel(uuid)?;
     Ok(StatusCode::ACCEPTED)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_terminal_status_is_shown_only_once_the_record_has_it() {
+        use OperationStatus::*;
+        // Live says done, the record is not stored yet: keep showing the stored status.
+        assert_eq!(shown_status(Executing, Some(Success)), None);
+        assert_eq!(shown_status(Pending, Some(Failed)), None);
+        // Running: the live status is fresher than the record.
+        assert_eq!(shown_status(Pending, Some(Executing)), Some(Executing));
+        // Stored as finished: the record wins whatever the live op says.
+        assert_eq!(shown_status(Success, Some(Executing)), None);
+        assert_eq!(shown_status(Executing, None), None);
+    }
 }
