@@ -105,6 +105,8 @@ mod support;
 pub(crate) mod sys;
 mod userns;
 
+#[cfg(test)]
+mod test_process;
 #[cfg(all(test, target_os = "linux"))]
 mod tests;
 

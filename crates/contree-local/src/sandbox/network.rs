@@ -361,19 +361,8 @@ mod tests {
         panic!("unshare --net did not enter a new network namespace within 5 s");
     }
 
-    /// Runs `cmd`, killing it after 20 s.
     fn bounded_output(cmd: &mut Command) -> Output {
-        let mut child = cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while child.try_wait().unwrap().is_none() {
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("{cmd:?} did not finish within 20 s");
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        child.wait_with_output().unwrap()
+        super::super::test_process::output_within(cmd, Duration::from_secs(20))
     }
 
     fn nsenter(pid: u32, args: &[&str]) -> Output {

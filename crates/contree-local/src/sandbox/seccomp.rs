@@ -389,7 +389,7 @@ mod tests {
     use std::collections::BTreeSet;
     use std::os::unix::process::CommandExt;
     use std::process::{Command, Output, Stdio};
-    use std::time::{Duration, Instant};
+    use std::time::Duration;
 
     use super::*;
 
@@ -608,17 +608,7 @@ mod tests {
                 });
             }
         }
-        let mut child = cmd.spawn().unwrap();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while child.try_wait().unwrap().is_none() {
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("{cmd:?} did not finish within 20 s");
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        child.wait_with_output().unwrap()
+        super::super::test_process::output_within(cmd, Duration::from_secs(20))
     }
 
     fn text(b: &[u8]) -> String {
