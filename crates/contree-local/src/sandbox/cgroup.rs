@@ -610,6 +610,26 @@ mod tests {
     }
 
     #[test]
+    fn stale_subtrees_of_dead_servers_are_removed_and_nothing_else() {
+        let t = tempfile::tempdir().unwrap();
+        let pids = t.path().join("pids");
+        fs::create_dir_all(&pids).unwrap();
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let dead = child.id();
+        child.wait().unwrap();
+        let stale = pids.join(format!("contree-local-{dead}-0"));
+        let live = pids.join(format!("contree-local-{}-99", std::process::id()));
+        let foreign = pids.join("someone-else");
+        for d in [stale.join("run-3"), live.clone(), foreign.clone()] {
+            fs::create_dir_all(d).unwrap();
+        }
+        let mountinfo = format!("39 31 0:36 / {} rw - cgroup cgroup rw,pids\n", pids.display());
+        CgroupHost::from_proc(&mountinfo, "8:pids:/\n").remove_stale();
+        assert!(!stale.exists(), "the subtree of a dead server goes, run cgroups first");
+        assert!(live.exists() && foreign.exists(), "a live server's and others' cgroups stay");
+    }
+
+    #[test]
     fn stale_subtree_names() {
         assert_eq!(subtree_pid("contree-local-123-0"), Some(123));
         assert_eq!(subtree_pid("contree-local-123"), None);
