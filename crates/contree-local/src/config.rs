@@ -10,6 +10,41 @@ use contree_core::Error;
 /// Largest `truncate_output_at` the API accepts (10 MiB, as the spec says).
 pub(crate) const MAX_TRUNCATE_OUTPUT_AT: u64 = 10 * 1024 * 1024;
 
+/// The default memory limit of a run: 2 GiB, or half the host's RAM when that is less.
+pub const DEFAULT_RUN_MEMORY: u64 = 2 << 30;
+
+/// The default limit on a run's processes and threads.
+pub const DEFAULT_RUN_PIDS: u64 = 1024;
+
+/// Smallest memory limit accepted: below it not even the sandbox's init and a shell fit.
+pub const MIN_RUN_MEMORY: u64 = 16 << 20;
+
+/// Smallest pids limit accepted: init, a shell and a command need a few.
+pub const MIN_RUN_PIDS: u64 = 8;
+
+/// A per-run limit enforced by the kernel (cgroups), as configured.
+///
+/// Defaults are best effort, explicit values are a requirement: a server asked for a
+/// limit the host can't enforce refuses to start, while a default that can't be enforced
+/// is logged as a warning at start and left out of `GET /whoami`'s `limits` (never
+/// silently dropped).
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub enum RunLimit<T> {
+    /// The server's default for this limit, applied when the host can enforce it.
+    #[default]
+    Default,
+    /// No limit.
+    Unlimited,
+    /// This limit; the server does not start if the host can't enforce it.
+    Set(T),
+}
+
+impl<T> From<T> for RunLimit<T> {
+    fn from(v: T) -> Self {
+        RunLimit::Set(v)
+    }
+}
+
 /// How a [`LocalServer`](crate::LocalServer) is set up.
 ///
 /// Every field has a sensible default, so embedded use is one line:
@@ -70,6 +105,19 @@ pub struct LocalConfig {
     /// asking for `networking.enabled: true` is refused with 400 (rather than silently run
     /// offline, which would break it in confusing ways).
     pub networking: bool,
+    /// Memory limit of each run, bytes, swap included: past it the kernel's OOM killer
+    /// kills the run's largest process, and an operation whose command was killed so ends
+    /// FAILED with an error naming the limit. Default: [`DEFAULT_RUN_MEMORY`] (2 GiB, or
+    /// half the RAM when less). At least [`MIN_RUN_MEMORY`].
+    pub run_memory: RunLimit<u64>,
+    /// How many processes and threads a run may have at once (`fork` fails with `EAGAIN`
+    /// past it). Default: [`DEFAULT_RUN_PIDS`]. At least [`MIN_RUN_PIDS`].
+    pub run_pids: RunLimit<u64>,
+    /// CPU time a run may use per second of wall time, in CPUs (`1.5`: one and a half
+    /// cores). Default: no quota, all CPUs. Whatever the quota, runs get equal CPU weight
+    /// when the host has the cpu controller, so a run with many processes does not starve
+    /// the others.
+    pub run_cpus: RunLimit<f64>,
 }
 
 impl Default for LocalConfig {
@@ -85,6 +133,9 @@ impl Default for LocalConfig {
             keepalive_interval: Duration::from_secs(15),
             id_range: crate::IdRange::default(),
             networking: true,
+            run_memory: RunLimit::Default,
+            run_pids: RunLimit::Default,
+            run_cpus: RunLimit::Default,
         }
     }
 }
@@ -101,6 +152,9 @@ impl fmt::Debug for LocalConfig {
             .field("keepalive_interval", &self.keepalive_interval)
             .field("id_range", &self.id_range)
             .field("networking", &self.networking)
+            .field("run_memory", &self.run_memory)
+            .field("run_pids", &self.run_pids)
+            .field("run_cpus", &self.run_cpus)
             .finish()
     }
 }
@@ -161,6 +215,24 @@ impl LocalConfig {
         self
     }
 
+    /// Sets [`run_memory`](Self::run_memory): `with_run_memory(256 << 20)` or a [`RunLimit`].
+    pub fn with_run_memory(mut self, limit: impl Into<RunLimit<u64>>) -> Self {
+        self.run_memory = limit.into();
+        self
+    }
+
+    /// Sets [`run_pids`](Self::run_pids).
+    pub fn with_run_pids(mut self, limit: impl Into<RunLimit<u64>>) -> Self {
+        self.run_pids = limit.into();
+        self
+    }
+
+    /// Sets [`run_cpus`](Self::run_cpus).
+    pub fn with_run_cpus(mut self, limit: impl Into<RunLimit<f64>>) -> Self {
+        self.run_cpus = limit.into();
+        self
+    }
+
     /// Checks the values a caller may have got wrong, naming the offending field.
     pub(crate) fn validate(&self) -> Result<(), Error> {
         if self.max_concurrent_runs == 0 {
@@ -174,6 +246,21 @@ impl LocalConfig {
             if !token.bytes().all(|b| b.is_ascii_graphic()) {
                 return Err(Error::invalid_argument("token", "must be printable ASCII without spaces"));
             }
+        }
+        if let RunLimit::Set(m) = self.run_memory
+            && m < MIN_RUN_MEMORY
+        {
+            return Err(Error::invalid_argument("run_memory", format!("must be at least {MIN_RUN_MEMORY} bytes")));
+        }
+        if let RunLimit::Set(n) = self.run_pids
+            && n < MIN_RUN_PIDS
+        {
+            return Err(Error::invalid_argument("run_pids", format!("must be at least {MIN_RUN_PIDS}")));
+        }
+        if let RunLimit::Set(c) = self.run_cpus
+            && !(0.01..=1_000_000.0).contains(&c)
+        {
+            return Err(Error::invalid_argument("run_cpus", "must be a number of CPUs from 0.01"));
         }
         if self.keepalive_interval.is_zero() {
             return Err(Error::invalid_argument("keepalive_interval", "must be positive"));
@@ -221,5 +308,14 @@ mod tests {
             .validate()
             .unwrap_err();
         assert_eq!(e.argument(), Some("default_run_timeout"));
+        let e = LocalConfig::default().with_run_memory(1024).validate().unwrap_err();
+        assert_eq!(e.argument(), Some("run_memory"));
+        let e = LocalConfig::default().with_run_pids(1).validate().unwrap_err();
+        assert_eq!(e.argument(), Some("run_pids"));
+        for bad in [0.0, -1.0, f64::NAN, f64::INFINITY] {
+            let e = LocalConfig::default().with_run_cpus(bad).validate().unwrap_err();
+            assert_eq!(e.argument(), Some("run_cpus"));
+        }
+        LocalConfig::default().with_run_memory(256 << 20).with_run_pids(256).with_run_cpus(0.5).validate().unwrap();
     }
 }

@@ -30,6 +30,7 @@ mod data_dir;
 mod ops;
 
 mod images;
+mod limits;
 // Entry points that only the sandbox's own tests use (spawn with a callback, wait, discard)
 // are dead code in the server build.
 #[cfg_attr(not(test), allow(dead_code, unused_imports))]
@@ -45,7 +46,7 @@ use contree_core::{Error, Result};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-pub use config::LocalConfig;
+pub use config::{LocalConfig, RunLimit};
 pub use images::base::BASE_IMAGE_TAG;
 pub use sandbox::IdRange;
 
@@ -109,7 +110,8 @@ impl LocalServer {
 
         let setup_dir = data_dir.clone();
         let ids = config.id_range;
-        let (store, base) = tokio::task::spawn_blocking(move || prepare(&setup_dir, &ids))
+        let limit_config = config.clone();
+        let (store, base, cgroups) = tokio::task::spawn_blocking(move || prepare(&setup_dir, &ids, &limit_config))
             .await
             .map_err(|e| Error::config(format!("server setup crashed: {e}")))??;
 
@@ -130,6 +132,7 @@ impl LocalServer {
                 max_concurrent_runs: config.max_concurrent_runs,
                 networking: config.networking,
             },
+            cgroups,
         );
         let state = api::AppState {
             ops: ops.clone(),
@@ -251,8 +254,13 @@ impl Drop for LocalServer {
 }
 
 /// Host checks and store/base preparation (blocking).
-fn prepare(data_dir: &Path, ids: &sandbox::IdRange) -> Result<(store::Store, images::base::BaseImage)> {
+fn prepare(
+    data_dir: &Path,
+    ids: &sandbox::IdRange,
+    config: &LocalConfig,
+) -> Result<(store::Store, images::base::BaseImage, Option<Arc<sandbox::cgroup::Cgroups>>)> {
     sandbox::check_support(data_dir, ids).map_err(|e| Error::config(e.to_string()))?;
+    let cgroups = limits::setup(config)?;
     let store = store::Store::open(data_dir)?;
     let failed = store.fail_interrupted_operations()?;
     if !failed.is_empty() {
@@ -277,7 +285,7 @@ fn prepare(data_dir: &Path, ids: &sandbox::IdRange) -> Result<(store::Store, ima
             store.set_tag(base.uuid, BASE_IMAGE_TAG)?;
         }
     }
-    Ok((store, base))
+    Ok((store, base, cgroups))
 }
 
 /// A random 256-bit token, hex-encoded.

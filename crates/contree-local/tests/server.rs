@@ -499,6 +499,74 @@ async fn timeout_kills_the_tree_and_reports_timed_out() {
     assert_eq!(shutdown["data"]["reason"], "timeout");
 }
 
+/// Memory: 4 GiB against a 256 MiB limit is OOM-killed, the operation fails saying so, and
+/// the server and the next run are fine.
+#[tokio::test]
+async fn a_run_past_its_memory_limit_is_oom_killed_and_says_so() {
+    let server = LocalServer::start(LocalConfig::default().with_run_memory(256 << 20)).await.unwrap();
+    let api = Api::new(&server);
+    let who = api.get_json("/whoami").await;
+    assert_eq!(who["limits"]["instance_max_memory_bytes"], 256 << 20, "{who}");
+    let started = Instant::now();
+    let v = api
+        .run(json!({"command": "exec perl -e '$x = \"a\" x (4 << 30); print \"survived\\n\"'", "shell": true,
+                    "image": base_image(), "timeout": 60}))
+        .await;
+    assert!(started.elapsed() < Duration::from_secs(50), "took {:?}", started.elapsed());
+    assert_eq!(v["status"], "FAILED", "{v}");
+    let err = v["error"].as_str().unwrap();
+    assert!(err.contains("memory limit of 268435456 bytes"), "{err}");
+    let state = &v["metadata"]["result"]["state"];
+    assert_eq!(state["signal"], 9, "{v}");
+    assert_eq!(state["timed_out"], false);
+    assert_eq!(stdout(&v), "");
+
+    // A child killed while the command survives: the run completes and stderr tells.
+    let v = api
+        .run(json!({"command": "perl -e '$x = \"a\" x (4 << 30)'; echo status $?", "shell": true,
+                    "image": base_image(), "timeout": 60}))
+        .await;
+    assert_eq!(v["status"], "SUCCESS", "{v}");
+    assert_eq!(stdout(&v), "status 137\n");
+    let stderr = String::from_utf8(stream_bytes(&v["metadata"]["result"]["stderr"])).unwrap();
+    assert!(stderr.contains("exceeding its memory limit of 268435456 bytes"), "{stderr}");
+
+    let v = api.run(json!({"command": "echo still here", "shell": true, "image": base_image()})).await;
+    assert_eq!(v["status"], "SUCCESS", "{v}");
+    assert_eq!(stdout(&v), "still here\n");
+    server.shutdown().await;
+}
+
+/// pids: forking 2,000 processes against a limit of 256 fails inside the run; the run ends,
+/// and the server and the next run are fine.
+#[tokio::test]
+async fn a_run_past_its_pids_limit_cannot_fork_and_the_server_is_fine() {
+    let server = LocalServer::start(LocalConfig::default().with_run_pids(256)).await.unwrap();
+    let api = Api::new(&server);
+    assert_eq!(api.get_json("/whoami").await["limits"]["instance_max_pids"], 256);
+    let fork_bomb = r#"my @kids; for my $i (1..2000) { my $p = fork;
+        if (!defined $p) { print "fork failed after ", scalar(@kids), ": $!\n"; kill 'KILL', @kids; exit 3 }
+        if ($p == 0) { sleep 60; exit 0 } push @kids, $p }
+        print "forked 2000\n"; kill 'KILL', @kids"#;
+    let started = Instant::now();
+    let v = api.run(json!({"command": "perl", "args": ["-e", fork_bomb], "image": base_image(), "timeout": 60})).await;
+    assert!(started.elapsed() < Duration::from_secs(50), "took {:?}", started.elapsed());
+    assert_eq!(v["status"], "SUCCESS", "{v}");
+    assert_eq!(v["metadata"]["result"]["state"]["exit_code"], 3, "{v}");
+    let out = stdout(&v);
+    let n: usize = out
+        .strip_prefix("fork failed after ")
+        .and_then(|r| r.split(':').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!((200..256).contains(&n), "{out}");
+    assert!(out.contains("Resource temporarily unavailable"), "{out}");
+
+    let v = api.run(json!({"command": "echo still here", "shell": true, "image": base_image()})).await;
+    assert_eq!(stdout(&v), "still here\n", "{v}");
+    server.shutdown().await;
+}
+
 #[tokio::test]
 async fn cancel_gives_202_then_409() {
     let api = Api::shared();

@@ -50,6 +50,9 @@ pub(crate) struct Ops {
     /// The host ids sandboxes are mapped to.
     pub ids: crate::sandbox::IdRange,
     pub limits: RunLimits,
+    /// The server's cgroup subtree, where every run gets its kernel limits; `None` when no
+    /// limit is enforced (nothing asked for, or nothing enforceable: the start-up log says so).
+    pub cgroups: Option<Arc<crate::sandbox::cgroup::Cgroups>>,
     queue: Arc<Semaphore>,
     live: Mutex<HashMap<Uuid, Arc<LiveOp>>>,
     /// Notified whenever an operation leaves the live set (shutdown waits on it).
@@ -91,6 +94,7 @@ impl Ops {
         data_dir: PathBuf,
         ids: crate::sandbox::IdRange,
         limits: RunLimits,
+        cgroups: Option<Arc<crate::sandbox::cgroup::Cgroups>>,
     ) -> Arc<Self> {
         Arc::new(Ops {
             store,
@@ -99,6 +103,7 @@ impl Ops {
             ids,
             queue: Arc::new(Semaphore::new(limits.max_concurrent_runs)),
             limits,
+            cgroups,
             live: Mutex::new(HashMap::new()),
             drained: Notify::new(),
             closing: AtomicBool::new(false),

@@ -107,6 +107,7 @@ pub(crate) fn execute(ops: &Ops, live: &Arc<LiveOp>, plan: RunPlan, record: &Ope
         stdin: plan.stdin.clone(),
         keep_stdin_open: plan.keep_stdin_open,
         timeout: plan.timeout,
+        cgroups: ops.cgroups.clone(),
     };
     let init = |pid: i32| {
         EventPayload::Init(EventDataInit {
@@ -203,6 +204,12 @@ pub(crate) fn execute(ops: &Ops, live: &Arc<LiveOp>, plan: RunPlan, record: &Ope
     let (mut outcome, reason) = match &exit {
         None => (Outcome::failed("lost track of the sandboxed process"), ShutdownReason::Signal),
         Some(info) => {
+            if info.oom_killed && info.signal <= 0 {
+                // The command survived (a child of it was killed): its result stands, and
+                // its stderr tells what happened.
+                let note = format!("contree-local: {}\n", oom_message(ops));
+                err_cap.record(live, 1, note.as_bytes());
+            }
             live.push(Some(1), &EventPayload::Exit(exit_event(pid, info)));
             for t in [stdin_truncated, out_cap.truncated_event(), err_cap.truncated_event()].into_iter().flatten() {
                 live.push(Some(1), &t);
@@ -216,6 +223,9 @@ pub(crate) fn execute(ops: &Ops, live: &Arc<LiveOp>, plan: RunPlan, record: &Ope
             };
             let outcome = match stop {
                 Some(r) => stopped_outcome(Some(r)),
+                // Unlike a timeout, this is a kill the caller did not ask for and may not
+                // recognise from a bare SIGKILL: the operation fails and says why.
+                None if info.oom_killed && info.signal > 0 => Outcome::failed(oom_message(ops)),
                 // A non-zero exit, a kill through the API or a timeout all complete the
                 // operation: the process' fate is in `state`, not in the operation status.
                 None => Outcome::success(None),
@@ -264,6 +274,14 @@ fn result_image(ops: &Ops, op: Uuid, plan: &RunPlan, upper: UpperState) -> Resul
         .with_operation(op)
         .with_env(plan.preserved_env.clone().unwrap_or_else(|| plan.source.env.clone()));
     Ok((image.uuid, Some(image)))
+}
+
+/// What an OOM-killed run says, naming the limit.
+fn oom_message(ops: &Ops) -> String {
+    match ops.cgroups.as_ref().and_then(|c| c.limits().memory_bytes) {
+        Some(n) => format!("the run was killed for exceeding its memory limit of {n} bytes (out of memory)"),
+        None => "the run was killed for exceeding its memory limit (out of memory)".to_owned(),
+    }
 }
 
 fn exit_event(pid: i32, info: &ExitInfo) -> EventDataExit {

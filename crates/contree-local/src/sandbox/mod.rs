@@ -59,7 +59,10 @@
 //!   options in `/proc/self/mountinfo` reveal the host paths of layer directories (names,
 //!   not contents).
 //! * Not a VM: the kernel is shared, and a kernel exploit reachable through the allowed
-//!   system calls is an escape. There are no memory, CPU or pid limits here.
+//!   system calls is an escape.
+//! * Memory, process-count and CPU limits hold when [`SandboxSpec::cgroups`] is given
+//!   ([`cgroup`]): init joins the run's cgroup during the handshake, before anything of
+//!   the run executes. Without it a run is bounded only by the server's own cgroups.
 //! * Overlayfs stacks at most 500 lower layers ([`crate::images::MAX_LAYERS`] for images).
 //!   Up to a page (4 KiB) of layer paths are passed with `mount(2)`; longer stacks need the
 //!   new mount API's `lowerdir+` (Linux 6.8+) and each layer path must stay under 256
@@ -94,6 +97,7 @@
 //! # Ok(()) }
 //! ```
 
+pub(crate) mod cgroup;
 mod error;
 mod finish;
 mod init;
@@ -169,6 +173,10 @@ pub struct SandboxSpec {
     /// Kill the whole sandbox after this long (measured from the command's start) and
     /// report `timed_out`.
     pub timeout: Option<Duration>,
+    /// The server's cgroup subtree: the run gets a cgroup of its own in it with the
+    /// subtree's limits, and is OOM-killed past its memory limit ([`ExitInfo::oom_killed`]).
+    /// `None` runs without per-run limits.
+    pub cgroups: Option<std::sync::Arc<cgroup::Cgroups>>,
 }
 
 impl SandboxSpec {
@@ -194,6 +202,7 @@ impl SandboxSpec {
             stdin: Vec::new(),
             keep_stdin_open: false,
             timeout: None,
+            cgroups: None,
         }
     }
 }
@@ -237,6 +246,9 @@ pub struct ExitInfo {
     pub core_dump: bool,
     /// The sandbox was killed because [`SandboxSpec::timeout`] elapsed.
     pub timed_out: bool,
+    /// The kernel's OOM killer killed a process of the run because the run reached its
+    /// memory limit (the command itself, or only one of its children).
+    pub oom_killed: bool,
     /// Wall time from the command's start to its exit.
     pub duration: Duration,
     /// Resources used by the command and the descendants it waited for.

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use libc::c_int;
 
+use super::cgroup::RunCgroup;
 use super::network::{self, Network};
 use super::plan::{self, ErrRecord, FilePlan, OverlayPlan, Plan, Report, Stage};
 use super::{DEFAULT_PATH, ExitInfo, Rusage, SandboxError, SandboxEvent, SandboxSpec, init, seccomp, sys, userns};
@@ -692,6 +693,12 @@ fn start(spec: &SandboxSpec, dirs: &RunDirs, sink: Sink) -> Result<RunningSandbo
     let (prep, file_fds) = prepare(spec, dirs)?;
     let wake_fd = sys::eventfd().map_err(|e| SandboxError::io("creating an eventfd", e))?;
     let userns = userns::mapping_namespace(&spec.ids)?;
+    // Made before init exists, so a host that can't make it fails the run with nothing to
+    // kill; removed when the guard drops (here on error, or by the I/O thread).
+    let cgroup = match &spec.cgroups {
+        Some(c) => Some(c.new_run().map_err(|e| SandboxError::io("creating the run's cgroup", e))?),
+        None => None,
+    };
     let plan_fd = prep.plan.to_memfd().map_err(|e| SandboxError::io("writing the sandbox plan", e))?;
 
     // init's fds, by number (init::spawn numbers them from 3).
@@ -726,7 +733,7 @@ fn start(spec: &SandboxSpec, dirs: &RunDirs, sink: Sink) -> Result<RunningSandbo
     drop(file_fds);
     drop(plan_fd);
 
-    let network = match handshake(&sync, pid, spec) {
+    let network = match handshake(&sync, pid, spec, cgroup.as_ref()) {
         Ok(network) => network,
         Err(e) => {
             kill_and_reap(&pidfd, pid);
@@ -775,6 +782,7 @@ fn start(spec: &SandboxSpec, dirs: &RunDirs, sink: Sink) -> Result<RunningSandbo
         backstop: spec.timeout.map(|t| started + t + TIMEOUT_BACKSTOP),
         pidfd: pidfd.try_clone().map_err(|e| SandboxError::io("duplicating the pidfd", e))?,
         _network: network,
+        cgroup,
     };
     if let Err(e) = std::thread::Builder::new().name(format!("contree-sandbox-{pid}")).spawn(move || io.run()) {
         kill_and_reap(&pidfd, pid);
@@ -785,7 +793,12 @@ fn start(spec: &SandboxSpec, dirs: &RunDirs, sink: Sink) -> Result<RunningSandbo
 
 /// Waits for init's new user namespace, maps it to the id range, gives it networking
 /// when asked, and lets init go on.
-fn handshake(sync: &OwnedFd, pid: libc::pid_t, spec: &SandboxSpec) -> Result<Option<Network>, SandboxError> {
+fn handshake(
+    sync: &OwnedFd,
+    pid: libc::pid_t,
+    spec: &SandboxSpec,
+    cgroup: Option<&RunCgroup>,
+) -> Result<Option<Network>, SandboxError> {
     let broken =
         |what: &str| SandboxError::io(format!("sandbox handshake: {what}"), io::Error::from(io::ErrorKind::BrokenPipe));
     let mut p = pollfd(sync.as_raw_fd(), libc::POLLIN);
@@ -811,6 +824,11 @@ fn handshake(sync: &OwnedFd, pid: libc::pid_t, spec: &SandboxSpec) -> Result<Opt
         return Err(broken("init ended before creating its namespaces"));
     }
     userns::write_maps(pid, &spec.ids).map_err(|e| SandboxError::io("mapping the sandbox's user namespace", e))?;
+    // init is the only process of the sandbox and waits for 'G': everything it starts
+    // afterwards is born inside the limits.
+    if let Some(cg) = cgroup {
+        cg.add(pid).map_err(|e| SandboxError::io("moving the sandbox into its cgroup", e))?;
+    }
     let network = if spec.network { Some(network::attach(pid)?) } else { None };
     let go = [b'G'];
     // SAFETY: one-byte send from a stack buffer.
@@ -829,6 +847,8 @@ struct IoThread {
     pid: libc::pid_t,
     /// The run's network helper, stopped when the run has ended.
     _network: Option<Network>,
+    /// The run's cgroup: read for OOM kills and removed once init is reaped.
+    cgroup: Option<RunCgroup>,
     pidfd: OwnedFd,
     stdin_w: Option<OwnedFd>,
     stdout_r: Option<OwnedFd>,
@@ -922,7 +942,12 @@ impl IoThread {
             // SAFETY: the buffer holds exactly one Report written by init.
             unsafe { std::ptr::read_unaligned(report_buf.as_ptr() as *const Report) }
         });
-        let info = exit_info(report, backstop_fired, self.started.elapsed());
+        let mut info = exit_info(report, backstop_fired, self.started.elapsed());
+        if let Some(cg) = self.cgroup.take() {
+            // Every process of the sandbox is gone with init: the counter is final.
+            info.oom_killed = cg.oom_kills() > 0;
+            drop(cg);
+        }
         (self.sink)(SandboxEvent::Exited(info.clone()));
         *lock(&self.shared.exit) = Some(info);
         self.shared.exited.notify_all();
@@ -1007,6 +1032,7 @@ fn exit_info(report: Option<Report>, backstop_fired: bool, elapsed: Duration) ->
             signal: libc::SIGKILL,
             core_dump: false,
             timed_out: backstop_fired,
+            oom_killed: false,
             duration: elapsed,
             rusage: Rusage::default(),
         };
@@ -1024,6 +1050,7 @@ fn exit_info(report: Option<Report>, backstop_fired: bool, elapsed: Duration) ->
         signal,
         core_dump,
         timed_out: r.timed_out != 0,
+        oom_killed: false,
         duration: Duration::from_nanos(r.elapsed_ns),
         rusage: Rusage::from_libc(&r.rusage),
     }

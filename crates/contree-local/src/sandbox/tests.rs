@@ -552,3 +552,71 @@ fn bench_true() {
         samples[samples.len() - 1]
     );
 }
+
+/// The run's cgroups on this host, for real (v1 on the hybrid layout, v2 where delegated):
+/// init and the command are inside before anything runs, the limits are the configured
+/// ones, the run's cgroup is gone once it has exited, and the subtree with the last handle.
+#[test]
+fn runs_join_their_own_cgroup_with_its_limits_and_it_is_removed() {
+    use cgroup::{CgroupHost, CgroupLimits, Cgroups, Controller};
+    let host = CgroupHost::detect().unwrap();
+    for c in [Controller::Memory, Controller::Pids] {
+        assert!(host.unavailable(c).is_none(), "this host has the {} controller: {:?}", c.name(), host.unavailable(c));
+    }
+    let limits = CgroupLimits { memory_bytes: Some(300 << 20), pids: Some(100), cpus: Some(0.5) };
+    let cg = Cgroups::create(&host, limits).unwrap();
+    let mut spec = sh("cat /proc/self/cgroup");
+    spec.cgroups = Some(cg.clone());
+    let (out, _) = run(spec);
+    assert_eq!(out.exit.exit_code, 0, "{}", out.stderr);
+    assert!(!out.exit.oom_killed);
+    // Inside the cgroup namespace the run's own cgroup shows relative to where init was
+    // when it unshared: below the server's subtree, in the run's cgroup.
+    let memory_line = out.stdout.lines().find(|l| l.contains(":memory:") || l.starts_with("0::")).unwrap();
+    assert!(memory_line.contains("/contree-local-") && memory_line.contains("/run-0"), "{}", out.stdout);
+
+    // The values, read from the kernel while a run sleeps.
+    let own = std::fs::read_to_string("/proc/self/cgroup").unwrap();
+    let mut spec = sh("sleep 30");
+    spec.cgroups = Some(cg.clone());
+    let sb = spawn(spec).unwrap();
+    let proc_cg = std::fs::read_to_string(format!("/proc/{}/cgroup", sb.pid())).unwrap();
+    assert_ne!(proc_cg, own, "init left the server's cgroups");
+    if host.layout(Controller::Memory) == Some("v1") {
+        let rel = proc_cg.lines().find_map(|l| l.split_once(":memory:").map(|(_, p)| p.to_owned())).unwrap();
+        let dir = Path::new("/sys/fs/cgroup/memory").join(rel.trim_start_matches('/'));
+        assert_eq!(fs::read_to_string(dir.join("memory.limit_in_bytes")).unwrap().trim(), (300u64 << 20).to_string());
+        let rel = proc_cg.lines().find_map(|l| l.split_once(":pids:").map(|(_, p)| p.to_owned())).unwrap();
+        let pids = Path::new("/sys/fs/cgroup/pids").join(rel.trim_start_matches('/'));
+        assert_eq!(fs::read_to_string(pids.join("pids.max")).unwrap().trim(), "100");
+        sb.kill(libc::SIGKILL).unwrap();
+        let _ = collect(&sb);
+        assert!(!dir.exists(), "the run's cgroup is removed when it has ended");
+        let subtree = dir.parent().unwrap().to_path_buf();
+        assert!(subtree.exists());
+        drop(cg);
+        assert!(!subtree.exists(), "the server's subtree is removed with its last handle");
+    } else {
+        sb.kill(libc::SIGKILL).unwrap();
+        let _ = collect(&sb);
+    }
+}
+
+/// A run past its memory limit is OOM-killed, says so, and the next run is fine.
+#[test]
+fn memory_limit_oom_kills_and_says_so() {
+    use cgroup::{CgroupHost, CgroupLimits, Cgroups};
+    let host = CgroupHost::detect().unwrap();
+    let cg = Cgroups::create(&host, CgroupLimits { memory_bytes: Some(64 << 20), ..Default::default() }).unwrap();
+    let mut spec = sh("exec perl -e '$x = \"a\" x (1 << 30); print \"survived\\n\"'");
+    spec.cgroups = Some(cg.clone());
+    spec.timeout = Some(Duration::from_secs(60));
+    let (out, _) = run(spec);
+    assert!(out.exit.oom_killed, "{:?} {}", out.exit, out.stderr);
+    assert_eq!(out.exit.signal, libc::SIGKILL);
+    assert!(!out.stdout.contains("survived"));
+    let mut spec = sh("echo fine");
+    spec.cgroups = Some(cg);
+    let (out, _) = run(spec);
+    assert_eq!((out.exit.exit_code, out.exit.oom_killed, out.stdout.as_str()), (0, false, "fine\n"));
+}

@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! contree-local --data-dir ~/.local/share/contree-local --bind 127.0.0.1:8080 [--token-file PATH] [--no-networking]
+//!               [--run-memory 2G] [--run-pids 1024] [--run-cpus 1.5]
 //! ```
 //! The token is never taken from the command line (every host user can read it there): it
 //! comes from `--token-file`, `CONTREE_LOCAL_TOKEN`, or is generated into `<data-dir>/token`
@@ -60,6 +61,22 @@ struct Args {
     /// host's), as the Contree spec says.
     #[arg(long)]
     no_networking: bool,
+
+    /// Memory limit of each run (swap included), as BYTES or with a K/M/G/T suffix (powers of
+    /// 1024: 512M, 2G), or `unlimited`. A run past it is OOM-killed and its operation fails
+    /// saying so. Default: 2G, or half the RAM when less (a warning is logged if the host
+    /// can't enforce it; an explicit value the host can't enforce stops the start).
+    #[arg(long, value_name = "SIZE", value_parser = parse_memory)]
+    run_memory: Option<contree_local::RunLimit<u64>>,
+
+    /// How many processes and threads a run may have at once, or `unlimited`. Default: 1024.
+    #[arg(long, value_name = "N", value_parser = parse_pids)]
+    run_pids: Option<contree_local::RunLimit<u64>>,
+
+    /// CPU quota of each run, in CPUs (e.g. 1.5), or `unlimited`. Default: no quota (every
+    /// run may use all CPUs; runs get equal CPU weight).
+    #[arg(long, value_name = "CPUS", value_parser = parse_cpus)]
+    run_cpus: Option<contree_local::RunLimit<f64>>,
 }
 
 /// Writes a line for scripts on stdout. A reader that has gone away (a closed pipe) must
@@ -82,6 +99,47 @@ fn parse_id_range(s: &str) -> Result<contree_local::IdRange, String> {
     let base = base.parse::<u32>().map_err(|e| format!("base {base:?}: {e}"))?;
     let count = count.parse::<u32>().map_err(|e| format!("count {count:?}: {e}"))?;
     contree_local::IdRange::new(base, count).map_err(|e| e.to_string())
+}
+
+/// `unlimited`, or a value for `parse`.
+fn limit<T>(s: &str, parse: impl Fn(&str) -> Result<T, String>) -> Result<contree_local::RunLimit<T>, String> {
+    if s.eq_ignore_ascii_case("unlimited") {
+        return Ok(contree_local::RunLimit::Unlimited);
+    }
+    parse(s).map(contree_local::RunLimit::Set)
+}
+
+fn parse_memory(s: &str) -> Result<contree_local::RunLimit<u64>, String> {
+    limit(s, parse_size)
+}
+
+fn parse_pids(s: &str) -> Result<contree_local::RunLimit<u64>, String> {
+    limit(s, |s| s.parse::<u64>().map_err(|e| format!("{s:?}: {e}")))
+}
+
+fn parse_cpus(s: &str) -> Result<contree_local::RunLimit<f64>, String> {
+    limit(s, |s| match s.parse::<f64>() {
+        Ok(c) if c.is_finite() && c > 0.0 => Ok(c),
+        _ => Err(format!("{s:?} is not a positive number of CPUs")),
+    })
+}
+
+/// BYTES or a number with a K, M, G or T suffix (powers of 1024; `KiB`, `MB`… spellings
+/// too).
+fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let digits = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(digits);
+    let n = num.parse::<u64>().map_err(|_| format!("{s:?} is not a size (BYTES, 512M, 2G)"))?;
+    let shift = match unit.trim().to_ascii_uppercase().as_str() {
+        "" | "B" => 0,
+        "K" | "KB" | "KIB" => 10,
+        "M" | "MB" | "MIB" => 20,
+        "G" | "GB" | "GIB" => 30,
+        "T" | "TB" | "TIB" => 40,
+        _ => return Err(format!("{s:?}: unknown unit {unit:?} (use K, M, G or T)")),
+    };
+    n.checked_mul(1u64 << shift).ok_or_else(|| format!("{s:?} is too large"))
 }
 
 fn default_data_dir() -> PathBuf {
@@ -142,6 +200,15 @@ fn main() -> ExitCode {
     if let Some(ids) = args.id_range {
         config = config.with_id_range(ids);
     }
+    if let Some(m) = args.run_memory {
+        config = config.with_run_memory(m);
+    }
+    if let Some(n) = args.run_pids {
+        config = config.with_run_pids(n);
+    }
+    if let Some(c) = args.run_cpus {
+        config = config.with_run_cpus(c);
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -195,5 +262,26 @@ async fn wait_for_signal() {
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_and_limits_parse() {
+        assert_eq!(parse_size("1048576"), Ok(1 << 20));
+        assert_eq!(parse_size("512M"), Ok(512 << 20));
+        assert_eq!(parse_size("2G"), Ok(2 << 30));
+        assert_eq!(parse_size("2gib"), Ok(2 << 30));
+        assert!(parse_size("2X").is_err());
+        assert!(parse_size("").is_err());
+        assert!(parse_size("-1").is_err());
+        assert!(parse_size("99999999999T").is_err());
+        assert_eq!(parse_memory("unlimited"), Ok(contree_local::RunLimit::Unlimited));
+        assert_eq!(parse_pids("256"), Ok(contree_local::RunLimit::Set(256)));
+        assert_eq!(parse_cpus("1.5"), Ok(contree_local::RunLimit::Set(1.5)));
+        assert!(parse_cpus("0").is_err() && parse_cpus("nan").is_err());
     }
 }
