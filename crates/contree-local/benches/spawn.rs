@@ -26,6 +26,8 @@
 //! - `CONTREE_BENCH_RUN_TIMEOUT_SECS` (60), `CONTREE_BENCH_BURST_TIMEOUT_SECS` (300, per run,
 //!   queueing included), `CONTREE_BENCH_TIMEOUT_SECS` (1800, the whole bench)
 //! - `CONTREE_BENCH_JSON` — where to write the results (default `target/spawn-bench.json`)
+//! - `CONTREE_BENCH_INFLATE_MIB` — phase 4 (embedded only): how much touched heap the server's
+//!   process carries while it spawns (default 1024; 0 skips the phase)
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -58,6 +60,7 @@ struct Knobs {
     run_timeout: Duration,
     burst_timeout: Duration,
     total_timeout: Duration,
+    inflate_mib: usize,
 }
 
 impl Knobs {
@@ -70,6 +73,7 @@ impl Knobs {
             run_timeout: env_secs("CONTREE_BENCH_RUN_TIMEOUT_SECS", 60),
             burst_timeout: env_secs("CONTREE_BENCH_BURST_TIMEOUT_SECS", 300),
             total_timeout: env_secs("CONTREE_BENCH_TIMEOUT_SECS", 1800),
+            inflate_mib: env_usize("CONTREE_BENCH_INFLATE_MIB", 1024),
         }
     }
 }
@@ -361,6 +365,11 @@ fn raise_nofile_limit() {
 }
 
 /// The 1-minute load average: other work on the machine skews every number here.
+/// `mib` MiB of heap with every page written, so that it is resident.
+fn touched_ballast(mib: usize) -> Vec<Vec<u8>> {
+    (0..mib).map(|i| vec![(i % 251) as u8 + 1; 1 << 20]).collect()
+}
+
 fn load_average() -> Option<f64> {
     std::fs::read_to_string("/proc/loadavg").ok()?.split_whitespace().next()?.parse().ok()
 }
@@ -450,6 +459,23 @@ async fn bench(knobs: &Knobs) -> Result<Value, String> {
     let (runs, wall) = sequential(&api, knobs.runs, knobs.run_timeout).await;
     let after = stats("after burst", &runs, wall);
     let mem_after = mem();
+
+    // Phase 4 (embedded only): the same runs with the server's process 1 GiB larger (touched
+    // heap). A spawn that copied the server (fork) would slow down with its size; a
+    // vfork-style spawn must not.
+    let inflated = if server.is_some() && knobs.inflate_mib > 0 {
+        println!(
+            "phase 4: {} sequential runs with the server's RSS inflated by {} MiB…",
+            knobs.runs, knobs.inflate_mib
+        );
+        let ballast = touched_ballast(knobs.inflate_mib);
+        let mem_inflated = mem();
+        let (runs, wall) = sequential(&api, knobs.runs, knobs.run_timeout).await;
+        drop(ballast);
+        Some((stats("inflated", &runs, wall), mem_inflated))
+    } else {
+        None
+    };
     let load_end = load_average();
 
     let ratio = after.p50 / fresh.p50;
@@ -465,6 +491,9 @@ async fn bench(knobs: &Knobs) -> Result<Value, String> {
     print_row("1 fresh, sequential", &fresh);
     print_row(&format!("2 burst, {} in flight", knobs.burst_inflight), &burst_stats);
     print_row("3 after burst, sequential", &after);
+    if let Some((s, _)) = &inflated {
+        print_row(&format!("4 RSS +{} MiB, sequential", knobs.inflate_mib), s);
+    }
     println!("(burst latencies include queueing behind max_concurrent_runs; `201 p50` is the spawn request alone)");
     println!();
     let mem_label = if server.is_some() {
@@ -479,10 +508,16 @@ async fn bench(knobs: &Knobs) -> Result<Value, String> {
     println!("  after phase 1:      {}", mem_text(mem_fresh));
     println!("  right after burst:  {}", mem_text(mem_burst));
     println!("  after phase 3:      {}", mem_text(mem_after));
+    if let Some((_, m)) = &inflated {
+        println!("  during phase 4:     {}", mem_text(*m));
+    }
     let load = |l: Option<f64>| l.map_or("n/a".to_owned(), |l| format!("{l:.2}"));
     println!("1-min load average: {} at start, {} at the end (noise)", load(load_start), load(load_end));
     println!();
     println!("p50 after/before: {ratio:.2}  ({:.2} ms / {:.2} ms)", after.p50, fresh.p50);
+    if let Some((s, _)) = &inflated {
+        println!("p50 inflated/after-burst: {:.2}  ({:.2} ms / {:.2} ms)", s.p50 / after.p50, s.p50, after.p50);
+    }
     println!("goal p50 <= {GOAL_P50_MS} ms, fresh:        {}", verdict(fresh_ok));
     println!("goal p50 <= {GOAL_P50_MS} ms, after burst:  {}", verdict(after_ok));
     println!("goal after/before <= {GOAL_RATIO:.2}:       {}", verdict(ratio_ok));
@@ -501,6 +536,7 @@ async fn bench(knobs: &Knobs) -> Result<Value, String> {
         "fresh": stats_json(&fresh),
         "burst_phase": stats_json(&burst_stats),
         "after_burst": stats_json(&after),
+        "inflated": inflated.as_ref().map(|(s, m)| json!({"mib": knobs.inflate_mib, "stats": stats_json(s), "memory": mem_json(*m)})),
         "memory": {
             "what": mem_label,
             "start": mem_json(mem_start), "after_fresh": mem_json(mem_fresh),
