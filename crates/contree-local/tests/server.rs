@@ -392,6 +392,25 @@ async fn bad_spawn_requests_are_400_and_unknown_images_404() {
 }
 
 #[tokio::test]
+async fn a_layer_size_cap_that_cannot_be_enforced_is_refused_not_ignored() {
+    let api = Api::shared();
+    let body = json!({"command": "true", "image": base_image(), "resources_limits": {"max_layer_bytes": 104857600}});
+    let r = api.req(reqwest::Method::POST, "/instances").json(&body).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let v: Value = r.json().await.unwrap();
+    let msg = v["error"].as_str().unwrap();
+    assert!(msg.contains("max_layer_bytes") && msg.contains("cannot be enforced"), "{msg}");
+    // Without it the same spawn runs.
+    let r = api
+        .req(reqwest::Method::POST, "/instances")
+        .json(&json!({"command": "true", "image": base_image(), "resources_limits": {}}))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+}
+
+#[tokio::test]
 async fn ids_outside_the_sandbox_id_range_are_400_naming_the_field() {
     let api = Api::shared();
     for (body, field) in [

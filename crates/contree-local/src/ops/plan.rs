@@ -100,6 +100,17 @@ pub(crate) fn plan_instance(
     {
         return Err(ApiError::bad_request("`resources_limits.max_layer_bytes` must be at least 1"));
     }
+    // Accepting the cap and ignoring it would let a run fill the host's disk while the client
+    // believes it is bounded; until layers live on a filesystem with quotas, a request that
+    // asks for it is refused (the server's start-up log says the spec's default is not enforced).
+    if let Some(limits) = &req.resources_limits
+        && let Some(bytes) = limits.max_layer_bytes
+    {
+        return Err(ApiError::bad_request(format!(
+            "`resources_limits.max_layer_bytes` ({bytes}) cannot be enforced by contree-local: run layers are not on a \
+             filesystem with quotas here; omit it (layers are then bounded only by the data dir's free space)"
+        )));
+    }
     let (stdin, keep_stdin_open) = match &req.stdin {
         None => (Vec::new(), false),
         Some(s) => (
