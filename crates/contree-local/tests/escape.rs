@@ -681,6 +681,40 @@ async fn ptrace_of_init_fails() {
     .await;
 }
 
+/// runc's CVE-2019-5736: a run that can open the program of the sandbox's init for writing
+/// could replace what every later sandbox starts from. Tries every way in (the link in
+/// `/proc/1/exe`, init's mapped files, the command's own view of its parent), for writing and
+/// for appending; reading the link's target is reported but is no escape.
+const INIT_PROGRAM_PROBE: &str = r#"
+use Fcntl;
+my @paths = ("/proc/1/exe");
+if (opendir(my $d, "/proc/1/map_files")) { push @paths, map { "/proc/1/map_files/$_" } grep { !/^\./ } readdir($d); closedir $d; }
+else { print "map_files of init: $!\n"; }
+for my $p (@paths) {
+  for my $mode ([O_WRONLY, "write"], [O_RDWR, "read-write"], [O_WRONLY | O_APPEND, "append"]) {
+    if (sysopen(my $f, $p, $mode->[0])) {
+      my $w = syswrite($f, "x", 1);
+      print "ESCAPED $p opened for $mode->[1]", (defined $w ? " and written" : " (write failed: $!)"), "\n";
+      close $f;
+    } else { print "cannot open $p for $mode->[1]: $!\n"; }
+  }
+}
+my $t = readlink("/proc/1/exe");
+print "init's program: ", (defined $t ? $t : "unreadable ($!)"), "\n";
+print "PROBE-DONE\n";
+"#;
+
+#[tokio::test]
+async fn the_program_of_init_cannot_be_reopened_for_writing() {
+    bounded("init program", async {
+        let out = perl(INIT_PROGRAM_PROBE, &[]).await;
+        let attack = "open the sandbox init's program for writing (runc CVE-2019-5736)";
+        out.assert_ran(attack);
+        out.assert_no_escape(attack);
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn mknod_of_a_device_fails() {
     bounded("mknod", async {
