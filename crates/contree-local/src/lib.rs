@@ -131,6 +131,7 @@ impl LocalServer {
                 max_timeout: config.max_run_timeout,
                 max_concurrent_runs: config.max_concurrent_runs,
                 networking: config.networking,
+                networking_by_default: config.networking && networking_helper_present(),
             },
             cgroups,
         );
@@ -249,6 +250,25 @@ impl Drop for LocalServer {
         } else if let Some(task) = self.task.take() {
             // Stopped by the graceful-shutdown signal; aborting only cuts idle connections.
             drop(task);
+        }
+    }
+}
+
+/// Whether runs can have a network here. Without `slirp4netns`, runs that don't mention
+/// networking run without one (said once in the log) rather than every run failing on a
+/// machine that never asked for a network; a run that asks for it still fails, saying what
+/// to install. There is never a fallback to the host's network.
+fn networking_helper_present() -> bool {
+    match sandbox::networking_helper() {
+        Ok(path) => {
+            tracing::info!(helper = %path.display(), "networking: runs have a network by default");
+            true
+        }
+        Err(e) => {
+            tracing::warn!(
+                "networking: {e}; runs that don't ask for networking run without it, and runs that ask for it fail"
+            );
+            false
         }
     }
 }

@@ -40,6 +40,9 @@ pub(crate) struct RunLimits {
     pub max_concurrent_runs: usize,
     /// Runs may have a network ([`LocalConfig::networking`](crate::LocalConfig::networking)).
     pub networking: bool,
+    /// Runs that don't say get a network: the spec's default, where the network helper is
+    /// installed.
+    pub networking_by_default: bool,
 }
 
 /// The operation registry, shared by every request handler.

@@ -142,7 +142,11 @@ pub(crate) fn plan_instance(
         (req.command.clone(), req.args.clone())
     };
     let disposable = req.disposable.unwrap_or(false);
-    let network = network_choice(req.networking.and_then(|n| n.enabled), ops.limits.networking)?;
+    let network = network_choice(
+        req.networking.and_then(|n| n.enabled),
+        ops.limits.networking,
+        ops.limits.networking_by_default,
+    )?;
     let uid = in_id_range(ops, "uid", req.uid.unwrap_or(0))?;
     let gid = in_id_range(ops, "gid", req.gid.unwrap_or(0))?;
     for (dest, f) in &req.files {
@@ -196,14 +200,14 @@ pub(crate) fn resolve_image(ops: &Ops, source: &ImageSource) -> Result<ImageReco
 /// Whether a run gets a network: what the request asks (`networking.enabled`), else the
 /// spec's default, on, unless the server has networking turned off. Asking for a network
 /// from such a server is a 400 rather than a run that silently has none.
-fn network_choice(requested: Option<bool>, server_allows: bool) -> Result<bool, ApiError> {
+fn network_choice(requested: Option<bool>, server_allows: bool, by_default: bool) -> Result<bool, ApiError> {
     match requested {
         Some(true) if !server_allows => Err(ApiError::bad_request(
             "`networking.enabled` is true, but this server has networking turned off \
              (`--no-networking` / `LocalConfig::with_networking(false)`); omit it or set it to false",
         )),
         Some(asked) => Ok(asked),
-        None => Ok(server_allows),
+        None => Ok(server_allows && by_default),
     }
 }
 
@@ -340,12 +344,16 @@ mod tests {
 
     #[test]
     fn networking_defaults_on_and_the_server_switch_refuses_explicit_requests() {
-        assert!(network_choice(None, true).unwrap(), "the spec's default is on");
-        assert!(network_choice(Some(true), true).unwrap());
-        assert!(!network_choice(Some(false), true).unwrap());
-        assert!(!network_choice(None, false).unwrap(), "a server without networking runs offline");
-        assert!(!network_choice(Some(false), false).unwrap());
-        let err = network_choice(Some(true), false).unwrap_err();
+        assert!(network_choice(None, true, true).unwrap(), "the spec's default is on");
+        assert!(network_choice(Some(true), true, true).unwrap());
+        assert!(!network_choice(Some(false), true, true).unwrap());
+        assert!(!network_choice(None, false, false).unwrap(), "a server without networking runs offline");
+        assert!(!network_choice(Some(false), false, false).unwrap());
+        // No network helper installed: silence means offline, asking still asks (and the run
+        // will fail saying what to install).
+        assert!(!network_choice(None, true, false).unwrap());
+        assert!(network_choice(Some(true), true, false).unwrap());
+        let err = network_choice(Some(true), false, false).unwrap_err();
         assert_eq!(err.status(), axum::http::StatusCode::BAD_REQUEST);
         assert!(err.message().contains("`networking.enabled`"), "{}", err.message());
         assert!(err.message().contains("networking turned off"), "{}", err.message());

@@ -123,6 +123,11 @@ pub use run::{RunningSandbox, spawn, spawn_with_sink};
 pub use support::check_support;
 pub use userns::IdRange;
 
+/// Where `slirp4netns` is, or why runs can't have a network here.
+pub(crate) fn networking_helper() -> Result<PathBuf, SandboxError> {
+    network::helper()
+}
+
 use crate::images::base::BaseImage;
 
 /// The `PATH` given to the command when [`SandboxSpec::env`] has none.
