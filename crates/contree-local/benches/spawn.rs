@@ -26,6 +26,8 @@
 //! - `CONTREE_BENCH_RUN_TIMEOUT_SECS` (60), `CONTREE_BENCH_BURST_TIMEOUT_SECS` (300, per run,
 //!   queueing included), `CONTREE_BENCH_TIMEOUT_SECS` (1800, the whole bench)
 //! - `CONTREE_BENCH_JSON` — where to write the results (default `target/spawn-bench.json`)
+//! - `CONTREE_BENCH_NETWORKING` — `on` or `off` sends `networking.enabled`; unset leaves it to
+//!   the server's default (on where `slirp4netns` is installed)
 //! - `CONTREE_BENCH_INFLATE_MIB` — phase 4 (embedded only): how much touched heap the server's
 //!   process carries while it spawns (default 1024; 0 skips the phase)
 
@@ -84,6 +86,8 @@ struct Api {
     base: String,
     token: String,
     image: String,
+    /// `networking.enabled` to send, or `None` to leave it out (the server's default).
+    networking: Option<bool>,
     http: reqwest::Client,
 }
 
@@ -144,7 +148,10 @@ impl Api {
     }
 
     async fn spawn_and_follow(&self, start: Instant, throttled: &mut u32) -> Result<Timing, String> {
-        let body = json!({"command": "true", "image": self.image, "disposable": true});
+        let mut body = json!({"command": "true", "image": self.image, "disposable": true});
+        if let Some(on) = self.networking {
+            body["networking"] = json!({"enabled": on});
+        }
         // Bounded by the caller's timeout; each 429 waits its Retry-After (1 s if absent).
         let op = loop {
             let r = self
@@ -419,13 +426,25 @@ async fn bench(knobs: &Knobs) -> Result<Value, String> {
     };
     // Memory of the server: this process when embedded (the bench's client included).
     let mem = || if server.is_some() { read_mem(None) } else { server_pid.and_then(|p| read_mem(Some(p))) };
-    let mut api = Api { base, token, image: String::new(), http: http_client() };
+    // `on`/`off` send `networking.enabled`; unset leaves it to the server (on, as the spec says,
+    // where slirp4netns is installed: then every run also starts a network helper).
+    let networking = match std::env::var("CONTREE_BENCH_NETWORKING").as_deref() {
+        Ok("on") => Some(true),
+        Ok("off") => Some(false),
+        _ => None,
+    };
+    let mut api = Api { base, token, image: String::new(), networking, http: http_client() };
     api.image = match std::env::var("CONTREE_BENCH_IMAGE") {
         Ok(i) if !i.is_empty() => i,
         _ => api.resolve_tag(BASE_IMAGE_TAG).await.unwrap_or_else(|| format!("tag:{BASE_IMAGE_TAG}")),
     };
     let where_ = external.as_deref().unwrap_or("embedded contree-local (fresh temporary data dir)");
-    println!("spawn bench: `true` on {} via {where_}", api.image);
+    let net = match api.networking {
+        Some(true) => "networking on",
+        Some(false) => "networking off",
+        None => "networking: server default",
+    };
+    println!("spawn bench: `true` on {} via {where_}, {net}", api.image);
     println!(
         "  {} warm-up + {} sequential runs per phase, burst of {} ({} in flight), {} CPUs",
         WARMUP,
@@ -531,6 +550,7 @@ async fn bench(knobs: &Knobs) -> Result<Value, String> {
         "bench": "contree-local spawn",
         "target": external.unwrap_or_else(|| "embedded".to_owned()),
         "image": api.image,
+        "networking": api.networking,
         "cpus": std::thread::available_parallelism().map_or(1, |n| n.get()),
         "runs": knobs.runs, "warmup": WARMUP, "burst": knobs.burst, "burst_inflight": knobs.burst_inflight,
         "fresh": stats_json(&fresh),
