@@ -50,69 +50,16 @@ fn seal_program() -> io::Result<OwnedFd> {
     Ok(OwnedFd::from(ro))
 }
 
-/// Starts `contree-init` with `args` (after its name), an empty environment, default
-/// signal handling, and exactly the fds in `fds`: `(source, number in init)`, where the
-/// numbers are `3, 4, …` in order. Returns its pid.
+/// Starts `contree-init` with `args` (after its name), an empty environment, stdio on
+/// `/dev/null`, and exactly the fds in `fds` as `3, 4, …` in order. Returns its pid.
 pub(crate) fn spawn(args: &[&str], fds: &[RawFd]) -> io::Result<libc::pid_t> {
     let program = program_fd()?;
-    // Every source is first duplicated above the highest target, so that no dup2 of the
-    // file actions can overwrite a source that a later one still needs.
-    let min = 3 + fds.len() as libc::c_int;
-    let mut dups: Vec<OwnedFd> = Vec::with_capacity(fds.len() + 1);
-    for &fd in fds.iter().chain([&program]) {
-        // SAFETY: F_DUPFD_CLOEXEC on an fd we were given; the result is ours.
-        let d = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, min) };
-        if d < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: a fresh fd we own.
-        dups.push(unsafe { OwnedFd::from_raw_fd(d) });
-    }
-    let path = CString::new(format!("/proc/self/fd/{}", dups[fds.len()].as_raw_fd()))
-        .map_err(|_| io::Error::other("fd path with NUL"))?;
-    let mut argv_c = vec![c"contree-init".to_owned()];
+    let mut argv = vec![c"contree-init".to_owned()];
     for a in args {
-        argv_c.push(CString::new(*a).map_err(|_| io::Error::other("init argument with NUL"))?);
+        argv.push(CString::new(*a).map_err(|_| io::Error::other("init argument with NUL"))?);
     }
-    let argv: Vec<*mut libc::c_char> =
-        argv_c.iter().map(|c| c.as_ptr() as *mut libc::c_char).chain([std::ptr::null_mut()]).collect();
-    let envp: [*mut libc::c_char; 1] = [std::ptr::null_mut()];
-
-    // SAFETY: posix_spawn with initialised attributes and file actions that we destroy
-    // before returning; every pointer outlives the call.
-    unsafe {
-        let mut actions: libc::posix_spawn_file_actions_t = std::mem::zeroed();
-        let mut attr: libc::posix_spawnattr_t = std::mem::zeroed();
-        libc::posix_spawn_file_actions_init(&mut actions);
-        libc::posix_spawnattr_init(&mut attr);
-        let result = (|| {
-            for (i, d) in dups[..fds.len()].iter().enumerate() {
-                let r = libc::posix_spawn_file_actions_adddup2(&mut actions, d.as_raw_fd(), 3 + i as libc::c_int);
-                if r != 0 {
-                    return Err(io::Error::from_raw_os_error(r));
-                }
-            }
-            let mut none: libc::sigset_t = std::mem::zeroed();
-            libc::sigemptyset(&mut none);
-            let mut all: libc::sigset_t = std::mem::zeroed();
-            libc::sigfillset(&mut all);
-            libc::posix_spawnattr_setsigmask(&mut attr, &none);
-            libc::posix_spawnattr_setsigdefault(&mut attr, &all);
-            libc::posix_spawnattr_setflags(
-                &mut attr,
-                (libc::POSIX_SPAWN_SETSIGMASK | libc::POSIX_SPAWN_SETSIGDEF) as libc::c_short,
-            );
-            let mut pid: libc::pid_t = 0;
-            let r = libc::posix_spawn(&mut pid, path.as_ptr(), &actions, &attr, argv.as_ptr(), envp.as_ptr());
-            if r != 0 {
-                return Err(io::Error::from_raw_os_error(r));
-            }
-            Ok(pid)
-        })();
-        libc::posix_spawn_file_actions_destroy(&mut actions);
-        libc::posix_spawnattr_destroy(&mut attr);
-        result
-    }
+    let null = super::spawn::Stdio::Null;
+    super::spawn::spawn(super::spawn::Program::Fd(program), &argv, &[], [null, null, null], fds)
 }
 
 #[cfg(test)]

@@ -105,6 +105,7 @@ mod network;
 mod plan;
 mod run;
 mod seccomp;
+mod spawn;
 mod support;
 pub(crate) mod sys;
 mod userns;

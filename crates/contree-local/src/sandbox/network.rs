@@ -23,17 +23,17 @@
 //! Lifetime: [`Network`] is a guard. Dropping it closes `slirp4netns`'s exit fd (it exits on
 //! its own) and reaps it, waiting at most [`EXIT_GRACE`] before killing it.
 
-use std::ffi::OsStr;
+use std::ffi::{CString, OsStr};
 use std::fs::File;
 use std::io::{self, Read};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
-use std::process::{Child, ChildStderr, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use super::spawn::{Program, Stdio, spawn};
 use super::{SandboxError, SandboxUnavailable, sys};
 
 /// The user-mode network helper's executable name.
@@ -56,15 +56,22 @@ const STDERR_CAP: usize = 4096;
 #[derive(Debug)]
 pub(crate) struct Network {
     /// `None` only while dropping.
-    child: Option<Child>,
+    child: Option<Helper>,
     /// Our end of the exit pipe: closing it is `slirp4netns`'s signal to exit.
     exit_fd: Option<OwnedFd>,
+}
+
+/// Our child `slirp4netns`, not reaped yet (so its pid is still its own).
+#[derive(Debug)]
+struct Helper {
+    pid: libc::pid_t,
+    pidfd: OwnedFd,
 }
 
 impl Network {
     /// The process id of `slirp4netns` (for logs and tests).
     pub(crate) fn helper_pid(&self) -> Option<u32> {
-        self.child.as_ref().map(Child::id)
+        self.child.as_ref().map(|h| h.pid as u32)
     }
 }
 
@@ -136,41 +143,48 @@ pub(crate) fn attach(pid: i32) -> Result<Network, SandboxError> {
     let (ready_r, ready_w) = sys::pipe().map_err(|e| SandboxError::io("cannot create slirp4netns's ready pipe", e))?;
     let (exit_r, exit_w) = sys::pipe().map_err(|e| SandboxError::io("cannot create slirp4netns's exit pipe", e))?;
 
-    // The three fds are close-on-exec, so concurrent spawns by other threads never inherit
-    // them; only this child's copies are made inheritable, after the fork.
-    let inherit = [netns.as_raw_fd(), ready_w.as_raw_fd(), exit_r.as_raw_fd()];
-    let mut cmd = Command::new(&helper);
-    cmd.arg("--configure")
-        .arg("--mtu=65520")
-        .arg("--disable-host-loopback")
-        .arg("--enable-sandbox")
-        .arg("--enable-seccomp")
-        .arg(format!("--ready-fd={}", ready_w.as_raw_fd()))
-        .arg(format!("--exit-fd={}", exit_r.as_raw_fd()))
-        .arg("--netns-type=path")
-        .arg(format!("/proc/self/fd/{}", netns.as_raw_fd()))
-        .arg(TAP)
-        .env_clear()
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    // SAFETY: only fcntl runs between fork and exec (async-signal-safe, no allocation).
-    unsafe {
-        cmd.pre_exec(move || {
-            for fd in inherit {
-                if libc::fcntl(fd, libc::F_SETFD, 0) != 0 {
-                    return Err(io::Error::last_os_error());
-                }
+    let (stderr_r, stderr_w) =
+        sys::pipe().map_err(|e| SandboxError::io("cannot create slirp4netns's stderr pipe", e))?;
+    // Started vfork-style (no copy of the server), with the namespace, ready and exit fds at
+    // 3, 4 and 5 of the child only, so concurrent spawns never inherit them.
+    let c = |s: &str| CString::new(s).map_err(|_| SandboxError::invalid("pid", "argument with a NUL byte"));
+    let argv = [
+        CString::new(helper.as_os_str().as_bytes()).map_err(|_| SandboxError::invalid("PATH", "a NUL byte"))?,
+        c("--configure")?,
+        c("--mtu=65520")?,
+        c("--disable-host-loopback")?,
+        c("--enable-sandbox")?,
+        c("--enable-seccomp")?,
+        c("--ready-fd=4")?,
+        c("--exit-fd=5")?,
+        c("--netns-type=path")?,
+        c("/proc/self/fd/3")?,
+        c(TAP)?,
+    ];
+    let pid = spawn(
+        Program::Path(&argv[0]),
+        &argv,
+        &[],
+        [Stdio::Null, Stdio::Null, Stdio::Fd(stderr_w.as_raw_fd())],
+        &[netns.as_raw_fd(), ready_w.as_raw_fd(), exit_r.as_raw_fd()],
+    )
+    .map_err(|e| SandboxError::io(format!("cannot start {}", helper.display()), e))?;
+    let child = match sys::pidfd_open(pid) {
+        Ok(pidfd) => Helper { pid, pidfd },
+        Err(e) => {
+            // SAFETY: kill and reap our own child, which nothing else waits for.
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+                libc::waitpid(pid, std::ptr::null_mut(), 0);
             }
-            Ok(())
-        });
-    }
-    let mut child = cmd.spawn().map_err(|e| SandboxError::io(format!("cannot start {}", helper.display()), e))?;
+            return Err(SandboxError::io("cannot open a pidfd for slirp4netns", e));
+        }
+    };
     // Only the child may hold these now: the ready pipe reports EOF as soon as it dies.
-    drop((netns, ready_w, exit_r));
+    drop((netns, ready_w, exit_r, stderr_w));
+    let stderr = Some(File::from(stderr_r));
 
     let ready = wait_ready(&ready_r);
-    let stderr = child.stderr.take();
     match ready {
         Ok(()) => {}
         Err(why) => {
@@ -186,7 +200,7 @@ pub(crate) fn attach(pid: i32) -> Result<Network, SandboxError> {
     }
     if let Some(stderr) = stderr {
         // slirp4netns may still write warnings; an unread, full pipe would stall it.
-        let helper_pid = child.id();
+        let helper_pid = child.pid as u32;
         let spawned =
             std::thread::Builder::new().name("slirp4netns-stderr".to_owned()).spawn(move || drain(stderr, helper_pid));
         if let Err(e) = spawned {
@@ -264,29 +278,20 @@ fn wait_readable(fd: BorrowedFd<'_>, deadline: Instant) -> io::Result<bool> {
 }
 
 /// Ends `child`: waits up to `grace` for it to exit on its own, then kills it; always reaps.
-fn reap(mut child: Child, grace: Duration) {
-    if !grace.is_zero() && !matches!(child.try_wait(), Ok(Some(_))) {
-        // A pidfd becomes readable when the process exits: a bounded wait without sleeps.
-        let pid = child.id() as libc::pid_t;
-        // SAFETY: plain syscall; `child` is not reaped yet, so `pid` is still this process.
-        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
-        if let Ok(fd) = RawFd::try_from(fd)
-            && fd >= 0
-        {
-            // SAFETY: pidfd_open returned a fresh fd owned by nobody else.
-            let pidfd = unsafe { OwnedFd::from_raw_fd(fd) };
-            let _ = wait_readable(pidfd.as_fd(), Instant::now() + grace);
-        }
+fn reap(child: Helper, grace: Duration) {
+    // A pidfd becomes readable when the process exits: a bounded wait without sleeps.
+    let exited = !grace.is_zero() && matches!(wait_readable(child.pidfd.as_fd(), Instant::now() + grace), Ok(true));
+    if !exited {
+        let _ = sys::pidfd_send_signal(child.pidfd.as_raw_fd(), libc::SIGKILL);
     }
-    if !matches!(child.try_wait(), Ok(Some(_))) {
-        let _ = child.kill();
-        let _ = child.wait();
-    }
+    let mut status = 0;
+    // SAFETY: reaping our own child.
+    while unsafe { libc::waitpid(child.pid, &mut status, 0) } < 0 && sys::errno() == libc::EINTR {}
 }
 
 /// Reads what `slirp4netns` (now dead) left on its stderr, up to `cap` bytes, waiting at most
 /// a second for the rest (a stray descendant could hold the pipe open).
-fn read_bounded(mut stderr: ChildStderr, cap: usize) -> String {
+fn read_bounded(mut stderr: File, cap: usize) -> String {
     let deadline = Instant::now() + Duration::from_secs(1);
     let mut out = Vec::new();
     let mut buf = [0u8; 1024];
@@ -302,7 +307,7 @@ fn read_bounded(mut stderr: ChildStderr, cap: usize) -> String {
 }
 
 /// Reads `slirp4netns`'s stderr until it exits, logging the first few chunks.
-fn drain(mut stderr: ChildStderr, helper_pid: u32) {
+fn drain(mut stderr: File, helper_pid: u32) {
     let mut buf = [0u8; 4096];
     let mut logged = 0;
     loop {
@@ -324,7 +329,7 @@ fn drain(mut stderr: ChildStderr, helper_pid: u32) {
 #[cfg(test)]
 mod tests {
     use std::net::TcpListener;
-    use std::process::Output;
+    use std::process::{Child, Command, Output, Stdio};
 
     use super::*;
 
