@@ -27,6 +27,7 @@
 mod api;
 pub mod config;
 mod data_dir;
+mod fds;
 mod ops;
 
 mod images;
@@ -45,7 +46,7 @@ use contree_core::{Error, Result};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-pub use config::LocalConfig;
+pub use config::{DEFAULT_MAX_QUEUED_RUNS, LocalConfig};
 pub use images::base::BASE_IMAGE_TAG;
 pub use sandbox::IdRange;
 
@@ -87,8 +88,13 @@ impl LocalServer {
     /// Errors: `InvalidArgument` for a bad config field, `Config` when the host can't sandbox
     /// commands (the message says what is missing), `Io` when the data dir or the address
     /// can't be used.
+    ///
+    /// It also raises the process's soft `RLIMIT_NOFILE` to the hard limit (every connection
+    /// and every starting run needs descriptors) and logs both figures; spawns that arrive
+    /// while descriptors are still short are answered 429 with `Retry-After`.
     pub async fn start(config: LocalConfig) -> Result<LocalServer> {
         config.validate()?;
+        raise_fd_limit(config.max_concurrent_runs);
         let (temp_dir, data_dir) = match &config.data_dir {
             Some(d) => {
                 data_dir::create_private(d)?;
@@ -128,6 +134,7 @@ impl LocalServer {
                 default_timeout: config.default_run_timeout,
                 max_timeout: config.max_run_timeout,
                 max_concurrent_runs: config.max_concurrent_runs,
+                max_queued_runs: config.max_queued_runs,
                 networking: config.networking,
             },
         );
@@ -278,6 +285,25 @@ fn prepare(data_dir: &Path, ids: &sandbox::IdRange) -> Result<(store::Store, ima
         }
     }
     Ok((store, base))
+}
+
+/// Raises the soft descriptor limit (see [`LocalServer::start`]) and warns when even the
+/// hard limit leaves too few for `max_concurrent_runs` runs.
+fn raise_fd_limit(max_concurrent_runs: usize) {
+    match fds::raise_nofile_limit() {
+        Ok((old, new)) => {
+            tracing::info!(old_soft = old, new_soft = new, "file descriptor limit (RLIMIT_NOFILE)");
+            let want = fds::FDS_PER_RUN.saturating_mul(max_concurrent_runs as u64 + 1) + fds::FDS_MARGIN;
+            if new < want {
+                tracing::warn!(
+                    limit = new,
+                    want,
+                    "the file descriptor limit is low for max_concurrent_runs; spawns will often be refused with 429"
+                );
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "could not raise the file descriptor limit"),
+    }
 }
 
 /// A random 256-bit token, hex-encoded.

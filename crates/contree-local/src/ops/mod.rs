@@ -15,7 +15,7 @@ pub(crate) mod run;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -32,12 +32,30 @@ use crate::store::{EventRow, ImageRecord, OperationRecord, Store};
 
 pub(crate) use live::{LiveOp, StopReason};
 
+/// The `Retry-After` (seconds) of a spawn refused for lack of room: about the time a few
+/// short runs take to make some.
+const RETRY_AFTER_SECS: u64 = 1;
+
+/// A run's place in the queue, from its admission until it gets a slot (or ends without
+/// one). Dropping it gives the place back.
+pub(crate) struct QueueSlot {
+    queued: Arc<AtomicUsize>,
+}
+
+impl Drop for QueueSlot {
+    fn drop(&mut self) {
+        self.queued.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 /// Limits applied to runs.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct RunLimits {
     pub default_timeout: Option<Duration>,
     pub max_timeout: Duration,
     pub max_concurrent_runs: usize,
+    /// How many admitted runs may wait for a slot ([`LocalConfig::max_queued_runs`](crate::LocalConfig::max_queued_runs)).
+    pub max_queued_runs: usize,
     /// Runs may have a network ([`LocalConfig::networking`](crate::LocalConfig::networking)).
     pub networking: bool,
 }
@@ -51,6 +69,8 @@ pub(crate) struct Ops {
     pub ids: crate::sandbox::IdRange,
     pub limits: RunLimits,
     queue: Arc<Semaphore>,
+    /// Runs admitted but not started yet (see [`QueueSlot`]).
+    queued: Arc<AtomicUsize>,
     live: Mutex<HashMap<Uuid, Arc<LiveOp>>>,
     /// Notified whenever an operation leaves the live set (shutdown waits on it).
     drained: Notify,
@@ -98,6 +118,7 @@ impl Ops {
             data_dir,
             ids,
             queue: Arc::new(Semaphore::new(limits.max_concurrent_runs)),
+            queued: Arc::new(AtomicUsize::new(0)),
             limits,
             live: Mutex::new(HashMap::new()),
             drained: Notify::new(),
@@ -123,12 +144,39 @@ impl Ops {
         Ok(())
     }
 
+    /// Admits one more run, or refuses it with 429 and `Retry-After` when the queue is full or
+    /// the server is short of descriptors. Called before anything about the spawn is
+    /// recorded, so a refused request leaves nothing behind and may be replayed as is (the
+    /// client libraries do, for 429).
+    pub fn admit(&self) -> Result<QueueSlot, ApiError> {
+        let too_many = |message: String| {
+            ApiError::new(axum::http::StatusCode::TOO_MANY_REQUESTS, message).retry_after(RETRY_AFTER_SECS)
+        };
+        let max = self.limits.max_queued_runs;
+        if self.queued.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |q| (q < max).then_some(q + 1)).is_err() {
+            return Err(too_many(format!("{max} runs are already waiting to start (max_queued_runs); retry later")));
+        }
+        let slot = QueueSlot { queued: self.queued.clone() };
+        // Runs already executing hold their descriptors; each free slot may start a run at
+        // any moment, and this one may need one more.
+        let idle_slots = self.queue.available_permits() as u64;
+        let need = crate::fds::FDS_PER_RUN * (idle_slots + 1) + crate::fds::FDS_MARGIN;
+        if !crate::fds::has_headroom(need) {
+            tracing::warn!(need, free = ?crate::fds::free(), "refusing a spawn: too few free file descriptors");
+            return Err(too_many(
+                "the server is short of file descriptors (too many open connections); retry later".to_owned(),
+            ));
+        }
+        Ok(slot)
+    }
+
     /// Creates an instance operation and queues its run. Returns the operation id and the
     /// metadata echo for the 201 answer.
     pub fn spawn_instance(
         self: &Arc<Self>,
         req: contree_core::models::InstanceSpawnRequest,
     ) -> Result<(Uuid, OperationInstanceMetadata), ApiError> {
+        let slot = self.admit()?;
         let (plan, meta) = plan::plan_instance(self, req)?;
         let uuid = Uuid::new_v4();
         let mut record =
@@ -151,6 +199,8 @@ impl Ops {
                 p = ops.queue.clone().acquire_owned() => p.ok(),
                 _ = live.stop_notify.notified() => None,
             };
+            // Started or stopped, the run no longer waits in the queue.
+            drop(slot);
             let Some(permit) = permit else {
                 // Stopped while queued: nothing ran.
                 let outcome = stopped_outcome(live.stop_reason());
