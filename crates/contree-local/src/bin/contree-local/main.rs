@@ -151,9 +151,9 @@ fn main() -> ExitCode {
             }
         };
         // Printed on stdout (not through logging) so scripts can read them.
-        println!("CONTREE_URL={}", server.base_url());
+        say(format_args!("CONTREE_URL={}", server.base_url()));
         match token_path {
-            Some(p) => println!("CONTREE_TOKEN_FILE={}", p.display()),
+            Some(p) => say(format_args!("CONTREE_TOKEN_FILE={}", p.display())),
             None if token.is_none() => {
                 // Generated: saved (0600, in the private data dir) and shown this once; later
                 // starts reuse the file and print only its path.
@@ -163,17 +163,26 @@ fn main() -> ExitCode {
                     server.shutdown().await;
                     return ExitCode::FAILURE;
                 }
-                println!("CONTREE_TOKEN={}", server.token());
-                println!("CONTREE_TOKEN_FILE={}", path.display());
+                say(format_args!("CONTREE_TOKEN={}", server.token()));
+                say(format_args!("CONTREE_TOKEN_FILE={}", path.display()));
             }
             None => {}
         }
-        println!("data dir: {}", server.data_dir().display());
+        say(format_args!("data dir: {}", server.data_dir().display()));
         wait_for_signal().await;
         eprintln!("contree-local: shutting down");
         server.shutdown().await;
         ExitCode::SUCCESS
     })
+}
+
+/// Prints a line on stdout, ignoring failures: a script that reads only the first line and
+/// closes the pipe (a common way to wait for the URL) must not make `println!` panic on
+/// `EPIPE` and take the running server down with it.
+fn say(line: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_fmt(line).and_then(|()| out.write_all(b"\n")).and_then(|()| out.flush());
 }
 
 async fn wait_for_signal() {
