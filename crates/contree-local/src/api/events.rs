@@ -20,10 +20,10 @@ use flate2::write::GzEncoder;
 use tokio::sync::{broadcast, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 
-use super::AppState;
 use super::error::ApiError;
 use super::operations::load;
 use super::params::{Query, parse_uuid};
+use super::{AppState, blocking};
 use crate::ops::{LiveOp, stored_events};
 
 /// Frames buffered towards a slow client before the pump waits.
@@ -200,8 +200,12 @@ pub(crate) async fn events(
     let source = match state.ops.live(uuid) {
         Some(l) => Source::Live(l),
         None => {
-            load(&state, uuid)?;
-            Source::Stored(stored_events(&state.ops.store, uuid, Some(since))?)
+            let state = state.clone();
+            blocking(move || {
+                load(&state, uuid)?;
+                Ok(Source::Stored(stored_events(&state.ops.store, uuid, Some(since))?))
+            })
+            .await?
         }
     };
     let gzip = accepts_gzip(&headers);

@@ -219,7 +219,8 @@ impl Ops {
             .await;
             if let Err(e) = joined {
                 // The run panicked: still end the operation, so no follower waits forever.
-                ops.finish(&live, record, Outcome::failed(format!("the run crashed: {e}")));
+                let outcome = Outcome::failed(format!("the run crashed: {e}"));
+                let _ = tokio::task::spawn_blocking(move || ops.finish(&live, record, outcome)).await;
             }
         });
         Ok((uuid, meta))
