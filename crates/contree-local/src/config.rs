@@ -59,7 +59,9 @@ pub struct LocalConfig {
     /// spawn beyond that is answered 429 with `Retry-After` before anything is recorded, so
     /// clients can replay it. A queued run holds no descriptors or threads, only its request
     /// (stdin and files included), so this bounds the memory a flood of spawns can take.
-    /// Defaults to [`DEFAULT_MAX_QUEUED_RUNS`].
+    /// Defaults to [`DEFAULT_MAX_QUEUED_RUNS`]. At start it is lowered, with a warning, to
+    /// what the file descriptor limit can carry (about half of what is left once the
+    /// executing runs are provided for: a queued run's client holds connections too).
     pub max_queued_runs: usize,
     /// The timeout of a run whose spawn request has none. `None` means no timeout.
     pub default_run_timeout: Option<Duration>,

@@ -20,6 +20,15 @@ pub(crate) const FDS_PER_RUN: u64 = 48;
 /// answering requests, reading layers for `/inspect`, logging.
 pub(crate) const FDS_MARGIN: u64 = 64;
 
+/// How many runs may queue with a soft limit of `limit` descriptors: what is left once the
+/// executing runs and the margin are provided for, at two per queued run (its client's
+/// spawn connection and the event stream it follows). A queue longer than that fills the
+/// table with followers of runs that then cannot start.
+pub(crate) fn queue_budget(limit: u64, max_concurrent_runs: usize) -> usize {
+    let reserved = FDS_PER_RUN.saturating_mul(max_concurrent_runs as u64 + 1).saturating_add(FDS_MARGIN);
+    usize::try_from(limit.saturating_sub(reserved) / 2).unwrap_or(usize::MAX).max(1)
+}
+
 /// Raises the soft `RLIMIT_NOFILE` to the hard limit. Returns `(old, new)` soft limits.
 ///
 /// Children (sandboxes, `slirp4netns`) inherit the raised soft limit; they could raise it to
@@ -190,6 +199,14 @@ mod tests {
         drop(held);
         assert_eq!(free(), Some(before));
         assert!(has_headroom(FDS_PER_RUN));
+    }
+
+    #[test]
+    fn the_queue_fits_the_descriptors() {
+        // 4 slots: 5 × 48 + 64 = 304 reserved; two per queued run.
+        assert_eq!(queue_budget(1024, 4), 360);
+        assert_eq!(queue_budget(200, 4), 1, "never zero: one run may always wait");
+        assert!(queue_budget(1 << 20, 4) > 4096);
     }
 
     #[test]

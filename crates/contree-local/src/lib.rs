@@ -94,7 +94,7 @@ impl LocalServer {
     /// while descriptors are still short are answered 429 with `Retry-After`.
     pub async fn start(config: LocalConfig) -> Result<LocalServer> {
         config.validate()?;
-        raise_fd_limit(config.max_concurrent_runs);
+        let max_queued_runs = raise_fd_limit(config.max_concurrent_runs, config.max_queued_runs);
         let (temp_dir, data_dir) = match &config.data_dir {
             Some(d) => {
                 data_dir::create_private(d)?;
@@ -134,7 +134,7 @@ impl LocalServer {
                 default_timeout: config.default_run_timeout,
                 max_timeout: config.max_run_timeout,
                 max_concurrent_runs: config.max_concurrent_runs,
-                max_queued_runs: config.max_queued_runs,
+                max_queued_runs,
                 networking: config.networking,
             },
         );
@@ -287,12 +287,28 @@ fn prepare(data_dir: &Path, ids: &sandbox::IdRange) -> Result<(store::Store, ima
     Ok((store, base))
 }
 
-/// Raises the soft descriptor limit (see [`LocalServer::start`]) and warns when even the
-/// hard limit leaves too few for `max_concurrent_runs` runs.
-fn raise_fd_limit(max_concurrent_runs: usize) {
+/// Raises the soft descriptor limit (see [`LocalServer::start`]), warns when even the hard
+/// limit leaves too few for `max_concurrent_runs` runs, and returns the queue depth to use:
+/// `max_queued_runs`, or less when the descriptors can't carry that many queued runs
+/// ([`fds::queue_budget`]).
+fn raise_fd_limit(max_concurrent_runs: usize, max_queued_runs: usize) -> usize {
     match fds::raise_nofile_limit() {
         Ok((old, new)) => {
-            tracing::info!(old_soft = old, new_soft = new, "file descriptor limit (RLIMIT_NOFILE)");
+            let budget = fds::queue_budget(new, max_concurrent_runs);
+            let queue = max_queued_runs.min(budget);
+            tracing::info!(
+                old_soft = old,
+                new_soft = new,
+                max_queued_runs = queue,
+                "file descriptor limit (RLIMIT_NOFILE)"
+            );
+            if queue < max_queued_runs {
+                tracing::warn!(
+                    asked = max_queued_runs,
+                    allowed = queue,
+                    "max_queued_runs lowered to what the file descriptor limit can carry"
+                );
+            }
             let want = fds::FDS_PER_RUN.saturating_mul(max_concurrent_runs as u64 + 1) + fds::FDS_MARGIN;
             if new < want {
                 tracing::warn!(
@@ -301,8 +317,12 @@ fn raise_fd_limit(max_concurrent_runs: usize) {
                     "the file descriptor limit is low for max_concurrent_runs; spawns will often be refused with 429"
                 );
             }
+            queue
         }
-        Err(e) => tracing::warn!(error = %e, "could not raise the file descriptor limit"),
+        Err(e) => {
+            tracing::warn!(error = %e, "could not raise the file descriptor limit");
+            max_queued_runs
+        }
     }
 }
 

@@ -163,12 +163,15 @@ impl Ops {
         // Runs already executing hold their descriptors; each free slot may start a run at
         // any moment, and this one may need one more.
         let idle_slots = self.queue.available_permits() as u64;
-        let need = crate::fds::FDS_PER_RUN * (idle_slots + 1) + crate::fds::FDS_MARGIN;
+        // Each queued run's client will hold a connection to follow it, too.
+        let queued = self.queued.load(Ordering::SeqCst) as u64;
+        let need = crate::fds::FDS_PER_RUN * (idle_slots + 1) + crate::fds::FDS_MARGIN + queued;
         if !crate::fds::has_headroom(need) {
             tracing::warn!(need, free = ?crate::fds::free(), "refusing a spawn: too few free file descriptors");
             return Err(too_many(
                 "the server is short of file descriptors (too many open connections); retry later".to_owned(),
-            ));
+            )
+            .close_connection());
         }
         Ok(slot)
     }
