@@ -312,7 +312,8 @@ impl Ops {
     /// timed out (tokio keeps an idle one 10 s), because an exiting thread gives its malloc
     /// cache back to the arenas, which only a trim then returns (measured: 57 MB → 26 MB).
     /// Trims run on a blocking thread and are skipped while a run is live; with a steady
-    /// trickle of runs they happen at most twice per 15 s.
+    /// trickle of runs they happen at most twice per 15 s, and a round that ended busy is
+    /// followed by another, so the last drain of a burst is always trimmed.
     fn trim_when_idle(self: &Arc<Self>) {
         let Ok(rt) = tokio::runtime::Handle::try_current() else { return };
         if self.trim_scheduled.swap(true, Ordering::SeqCst) {
@@ -321,13 +322,22 @@ impl Ops {
         let ops = Arc::downgrade(self);
         let scheduled = self.trim_scheduled.clone();
         rt.spawn(async move {
-            for delay in TRIM_DELAYS {
-                tokio::time::sleep(delay).await;
-                let Some(ops) = ops.upgrade() else { break };
-                let idle = ops.live_map().is_empty();
-                drop(ops);
-                if idle {
-                    let _ = tokio::task::spawn_blocking(trim_heap).await;
+            // Rounds go on until one ends with the late trim done while idle: a drain that
+            // happened while this task was pending scheduled nothing of its own, so a round
+            // that ended busy must not be the last. Bounded: a server never idle at a
+            // round's end gives up after an hour, and its next drain schedules anew.
+            'rounds: for _ in 0..MAX_TRIM_ROUNDS {
+                for (i, delay) in TRIM_DELAYS.iter().enumerate() {
+                    tokio::time::sleep(*delay).await;
+                    let Some(ops) = ops.upgrade() else { break 'rounds };
+                    let idle = ops.live_map().is_empty();
+                    drop(ops);
+                    if idle {
+                        let _ = tokio::task::spawn_blocking(trim_heap).await;
+                        if i + 1 == TRIM_DELAYS.len() {
+                            break 'rounds;
+                        }
+                    }
                 }
             }
             scheduled.store(false, Ordering::SeqCst);
@@ -375,6 +385,8 @@ impl Ops {
 /// When freed memory is trimmed after the server became idle: soon, and again (from then)
 /// once the blocking pool's idle threads, kept 10 s by tokio, have exited.
 const TRIM_DELAYS: [Duration; 2] = [Duration::from_secs(1), Duration::from_secs(14)];
+/// Bound on the trim rounds of one schedule (15 s each: an hour).
+const MAX_TRIM_ROUNDS: usize = 240;
 
 /// Returns the allocator's free memory to the system (see [`Ops::trim_when_idle`]).
 fn trim_heap() {
