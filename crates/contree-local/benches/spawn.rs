@@ -14,6 +14,18 @@
 //! (3) within 20% of (1). The bench always exits 0 once it has measured (PASS or FAIL is
 //! printed); it exits 1 only when it could not measure (no server, bench timeout).
 //!
+//! Then (4), embedded only: (3) again with the server's process carrying 1 GiB more of touched
+//! heap (a spawn's cost must not follow the server's size). Then (5) throughput, the load
+//! goals of issue 10: for each level L of
+//! `CONTREE_BENCH_THROUGHPUT` (default `1,100,1000,2000`), max(L, N) runs with L in flight
+//! from one client, reporting runs/s (against level 1), failures, timeouts and 429s, while a
+//! side task polls `GET /v1/operations?limit=1` every 100 ms (a status read must stay
+//! answerable under load); and the server's RSS once everything has drained, against its
+//! idle figure after phase 1. Goals: ≥ 90% of the level-1 runs/s at 1,000 in flight, no
+//! errors or timeouts at 2,000, RSS after drain within 2× of idle (read
+//! `CONTREE_BENCH_SETTLE_SECS`, default 20, after the drain). An empty
+//! `CONTREE_BENCH_THROUGHPUT` skips the phase.
+//!
 //! Knobs (environment):
 //! - `CONTREE_BENCH_RUNS` — sequential runs per phase (default 200)
 //! - `CONTREE_BENCH_BURST` — runs in the burst (default 1000), all in flight at once unless
@@ -57,6 +69,8 @@ fn env_secs(name: &str, default: u64) -> Duration {
 
 struct Knobs {
     runs: usize,
+    /// In-flight levels of the throughput phase (empty: skipped).
+    levels: Vec<usize>,
     burst: usize,
     burst_inflight: usize,
     run_timeout: Duration,
@@ -70,6 +84,12 @@ impl Knobs {
         let burst = env_usize("CONTREE_BENCH_BURST", 1000);
         Knobs {
             runs: env_usize("CONTREE_BENCH_RUNS", 200).max(1),
+            levels: std::env::var("CONTREE_BENCH_THROUGHPUT")
+                .unwrap_or_else(|_| "1,100,1000,2000".to_owned())
+                .split(',')
+                .filter_map(|l| l.trim().parse::<usize>().ok())
+                .filter(|l| *l > 0)
+                .collect(),
             burst,
             burst_inflight: env_usize("CONTREE_BENCH_BURST_INFLIGHT", burst).clamp(1, burst.max(1)),
             run_timeout: env_secs("CONTREE_BENCH_RUN_TIMEOUT_SECS", 60),
@@ -358,6 +378,86 @@ async fn burst(api: &Api, count: usize, inflight: usize, timeout: Duration) -> (
     (runs, wall.elapsed())
 }
 
+/// Runs/s at one in-flight level, plus what the status poller saw meanwhile.
+struct Level {
+    inflight: usize,
+    stats: Stats,
+    timeouts: usize,
+    runs_per_s: f64,
+    poll: PollStats,
+}
+
+/// Latency of the status reads polled during a level.
+#[derive(Default)]
+struct PollStats {
+    count: usize,
+    failed: usize,
+    p50_ms: f64,
+    max_ms: f64,
+}
+
+/// The status read the poller makes (bounded by its own 10 s timeout).
+const POLL_TIMEOUT: Duration = Duration::from_secs(10);
+const POLL_EVERY: Duration = Duration::from_millis(100);
+
+/// Polls `GET /operations?limit=1` until `stop` fires, recording each call's latency.
+async fn poll_status(api: Api, mut stop: tokio::sync::oneshot::Receiver<()>) -> PollStats {
+    let mut lat = Vec::new();
+    let mut failed = 0;
+    // Bounded: one poll per 100 ms for at most the whole bench's timeout.
+    for _ in 0..(3600 * 10) {
+        let t = Instant::now();
+        let call = api.http.get(api.url("/operations?limit=1")).bearer_auth(&api.token).send();
+        match tokio::time::timeout(POLL_TIMEOUT, call).await {
+            Ok(Ok(r)) if r.status().is_success() => {
+                let _ = r.bytes().await;
+                lat.push(ms(t.elapsed()));
+            }
+            _ => failed += 1,
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(POLL_EVERY) => {}
+            _ = &mut stop => break,
+        }
+    }
+    lat.sort_by(f64::total_cmp);
+    PollStats {
+        count: lat.len(),
+        failed,
+        p50_ms: percentile(&lat, 50.0),
+        max_ms: lat.last().copied().unwrap_or(f64::NAN),
+    }
+}
+
+/// Waits (bounded) until the server has no run left in flight: `GET /operations` lists
+/// none PENDING or EXECUTING.
+async fn wait_drained(api: &Api, within: Duration) -> bool {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        let mut busy = false;
+        for status in ["PENDING", "EXECUTING"] {
+            let r = api
+                .http
+                .get(api.url(&format!("/operations?status={status}&limit=1")))
+                .bearer_auth(&api.token)
+                .send()
+                .await;
+            match r {
+                Ok(r) => {
+                    busy |=
+                        r.json::<Value>().await.ok().and_then(|v| v.as_array().map(|a| !a.is_empty())) != Some(false)
+                }
+                Err(_) => busy = true,
+            }
+        }
+        if !busy {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    false
+}
+
 /// Lifts the soft open-files limit to the hard one: the burst holds two sockets per run in
 /// this process when the server is embedded.
 fn raise_nofile_limit() {
@@ -495,6 +595,31 @@ async fn bench(knobs: &Knobs) -> Result<Value, String> {
     } else {
         None
     };
+
+    // Phase 5: throughput at each in-flight level, then RSS once drained.
+    let mut levels = Vec::new();
+    for &level in &knobs.levels {
+        let count = level.max(knobs.runs);
+        println!("phase 5: {count} runs, {level} in flight…");
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
+        let poller = tokio::spawn(poll_status(Api { http: http_client(), ..api.clone() }, stop_rx));
+        let (runs, wall) = burst(&api, count, level, knobs.burst_timeout).await;
+        let _ = stop_tx.send(());
+        let poll = poller.await.unwrap_or_default();
+        let timeouts = runs.iter().filter(|r| r.result.as_ref().is_err_and(|e| e.starts_with("timed out"))).count();
+        let stats = stats(&format!("{level} in flight"), &runs, wall);
+        let runs_per_s = stats.n as f64 / wall.as_secs_f64();
+        levels.push(Level { inflight: level, stats, timeouts, runs_per_s, poll });
+    }
+    let (drained, mem_drained) = if levels.is_empty() {
+        (true, None)
+    } else {
+        let drained = wait_drained(&api, Duration::from_secs(120)).await;
+        // The burst's clients and connections are gone; the server's extra blocking threads
+        // time out after 10 s and it trims freed memory once idle for 15 s.
+        tokio::time::sleep(env_secs("CONTREE_BENCH_SETTLE_SECS", 20)).await;
+        (drained, mem())
+    };
     let load_end = load_average();
 
     let ratio = after.p50 / fresh.p50;
@@ -543,6 +668,60 @@ async fn bench(knobs: &Knobs) -> Result<Value, String> {
     let all_ok = fresh_ok && after_ok && ratio_ok;
     println!("overall: {}", verdict(all_ok));
 
+    let base_rate = levels.iter().find(|l| l.inflight == 1).map(|l| l.runs_per_s);
+    let mut load_goals = serde_json::Map::new();
+    if !levels.is_empty() {
+        println!();
+        println!(
+            "{:<12} {:>6} {:>5} {:>8} {:>5} {:>9} {:>7} {:>22}",
+            "in flight", "ok", "fail", "timeout", "429", "runs/s", "vs 1", "status GET p50/max ms"
+        );
+        for l in &levels {
+            let vs = base_rate.map_or(f64::NAN, |b| l.runs_per_s / b);
+            println!(
+                "{:<12} {:>6} {:>5} {:>8} {:>5} {:>9.1} {:>6.0}% {:>10.1}/{:<7.1}{}",
+                l.inflight,
+                l.stats.n,
+                l.stats.failures,
+                l.timeouts,
+                l.stats.throttled,
+                l.runs_per_s,
+                vs * 100.0,
+                l.poll.p50_ms,
+                l.poll.max_ms,
+                if l.poll.failed > 0 { format!(" ({} failed)", l.poll.failed) } else { String::new() }
+            );
+        }
+        let idle = mem_fresh.map(|m| m.rss_kib as f64);
+        let drained_rss = mem_drained.map(|m| m.rss_kib as f64);
+        let rss_ratio = idle.zip(drained_rss).map(|(i, d)| d / i);
+        println!(
+            "memory after the load drained{}: {}",
+            if drained { "" } else { " (NOT drained)" },
+            mem_text(mem_drained)
+        );
+        if let Some(r) = rss_ratio {
+            println!("RSS after drain / idle (after phase 1): {r:.2}");
+        }
+        if let Some(l) = levels.iter().find(|l| l.inflight == 1000)
+            && let Some(b) = base_rate
+        {
+            let ok = l.runs_per_s >= 0.9 * b;
+            println!("goal runs/s at 1,000 in flight >= 90% of 1:    {}", verdict(ok));
+            load_goals.insert("rate_1000".to_owned(), json!(verdict(ok)));
+        }
+        if let Some(l) = levels.iter().find(|l| l.inflight == 2000) {
+            let ok = l.stats.failures == 0 && l.timeouts == 0 && l.poll.failed == 0;
+            println!("goal 0 errors/timeouts at 2,000 in flight:     {}", verdict(ok));
+            load_goals.insert("errors_2000".to_owned(), json!(verdict(ok)));
+        }
+        if let Some(r) = rss_ratio {
+            let ok = r <= 2.0;
+            println!("goal RSS after drain <= 2x idle:               {}", verdict(ok));
+            load_goals.insert("rss_after_drain".to_owned(), json!(verdict(ok)));
+        }
+    }
+
     if let Some(server) = server {
         server.shutdown().await;
     }
@@ -563,6 +742,14 @@ async fn bench(knobs: &Knobs) -> Result<Value, String> {
             "after_burst": mem_json(mem_burst), "after_phase3": mem_json(mem_after),
         },
         "load_average_1min": {"start": load_start, "end": load_end},
+        "throughput": levels.iter().map(|l| json!({
+            "inflight": l.inflight, "runs_per_s": l.runs_per_s, "timeouts": l.timeouts,
+            "stats": stats_json(&l.stats),
+            "status_get": {"count": l.poll.count, "failed": l.poll.failed, "p50_ms": l.poll.p50_ms, "max_ms": l.poll.max_ms},
+        })).collect::<Vec<_>>(),
+        "memory_after_drain": mem_json(mem_drained),
+        "drained": drained,
+        "load_goals": load_goals,
         "p50_ratio_after_over_fresh": if ratio.is_finite() { json!(ratio) } else { Value::Null },
         "goals": {
             "p50_ms_max": GOAL_P50_MS, "ratio_max": GOAL_RATIO,

@@ -45,6 +45,11 @@ impl<T> From<T> for RunLimit<T> {
     }
 }
 
+/// The default of [`LocalConfig::max_queued_runs`]: comfortably above the 2,000 runs in
+/// flight the load goals ask for, while a queue this long of small requests stays within tens
+/// of megabytes.
+pub const DEFAULT_MAX_QUEUED_RUNS: usize = 4096;
+
 /// How a [`LocalServer`](crate::LocalServer) is set up.
 ///
 /// Every field has a sensible default, so embedded use is one line:
@@ -85,6 +90,14 @@ pub struct LocalConfig {
     /// How many runs execute at once; further runs wait as `PENDING`. Defaults to twice the
     /// number of CPUs.
     pub max_concurrent_runs: usize,
+    /// How many runs may wait as `PENDING` for one of the `max_concurrent_runs` slots. A
+    /// spawn beyond that is answered 429 with `Retry-After` before anything is recorded, so
+    /// clients can replay it. A queued run holds no descriptors or threads, only its request
+    /// (stdin and files included), so this bounds the memory a flood of spawns can take.
+    /// Defaults to [`DEFAULT_MAX_QUEUED_RUNS`]. At start it is lowered, with a warning, to
+    /// what the file descriptor limit can carry (about half of what is left once the
+    /// executing runs are provided for: a queued run's client holds connections too).
+    pub max_queued_runs: usize,
     /// The timeout of a run whose spawn request has none. `None` means no timeout.
     pub default_run_timeout: Option<Duration>,
     /// The largest timeout a spawn request may ask for (reported by `GET /whoami` as
@@ -128,6 +141,7 @@ impl Default for LocalConfig {
             bind: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
             token: None,
             max_concurrent_runs: 2 * cpus,
+            max_queued_runs: DEFAULT_MAX_QUEUED_RUNS,
             default_run_timeout: Some(Duration::from_secs(3600)),
             max_run_timeout: Duration::from_secs(24 * 3600),
             keepalive_interval: Duration::from_secs(15),
@@ -147,6 +161,7 @@ impl fmt::Debug for LocalConfig {
             .field("bind", &self.bind)
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
             .field("max_concurrent_runs", &self.max_concurrent_runs)
+            .field("max_queued_runs", &self.max_queued_runs)
             .field("default_run_timeout", &self.default_run_timeout)
             .field("max_run_timeout", &self.max_run_timeout)
             .field("keepalive_interval", &self.keepalive_interval)
@@ -181,6 +196,12 @@ impl LocalConfig {
     /// Sets how many runs execute at once.
     pub fn with_max_concurrent_runs(mut self, runs: usize) -> Self {
         self.max_concurrent_runs = runs;
+        self
+    }
+
+    /// Sets how many runs may wait for a slot; see [`LocalConfig::max_queued_runs`].
+    pub fn with_max_queued_runs(mut self, runs: usize) -> Self {
+        self.max_queued_runs = runs;
         self
     }
 
@@ -237,6 +258,9 @@ impl LocalConfig {
     pub(crate) fn validate(&self) -> Result<(), Error> {
         if self.max_concurrent_runs == 0 {
             return Err(Error::invalid_argument("max_concurrent_runs", "must be at least 1"));
+        }
+        if self.max_queued_runs == 0 {
+            return Err(Error::invalid_argument("max_queued_runs", "must be at least 1"));
         }
         if let Some(token) = &self.token {
             if token.is_empty() {
@@ -299,6 +323,8 @@ mod tests {
         let e = LocalConfig::default().with_max_concurrent_runs(0).validate().unwrap_err();
         assert!(e.is_invalid_argument());
         assert_eq!(e.argument(), Some("max_concurrent_runs"));
+        let e = LocalConfig::default().with_max_queued_runs(0).validate().unwrap_err();
+        assert_eq!(e.argument(), Some("max_queued_runs"));
         let e = LocalConfig::default().with_token("a b").validate().unwrap_err();
         assert_eq!(e.argument(), Some("token"));
         assert!(!e.to_string().contains("a b"));

@@ -27,6 +27,7 @@
 mod api;
 pub mod config;
 mod data_dir;
+mod fds;
 mod ops;
 
 mod images;
@@ -46,7 +47,7 @@ use contree_core::{Error, Result};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-pub use config::{LocalConfig, RunLimit};
+pub use config::{DEFAULT_MAX_QUEUED_RUNS, LocalConfig, RunLimit};
 pub use images::base::BASE_IMAGE_TAG;
 pub use sandbox::IdRange;
 
@@ -88,8 +89,13 @@ impl LocalServer {
     /// Errors: `InvalidArgument` for a bad config field, `Config` when the host can't sandbox
     /// commands (the message says what is missing), `Io` when the data dir or the address
     /// can't be used.
+    ///
+    /// It also raises the process's soft `RLIMIT_NOFILE` to the hard limit (every connection
+    /// and every starting run needs descriptors) and logs both figures; spawns that arrive
+    /// while descriptors are still short are answered 429 with `Retry-After`.
     pub async fn start(config: LocalConfig) -> Result<LocalServer> {
         config.validate()?;
+        let max_queued_runs = raise_fd_limit(config.max_concurrent_runs, config.max_queued_runs);
         let (temp_dir, data_dir) = match &config.data_dir {
             Some(d) => {
                 data_dir::create_private(d)?;
@@ -116,9 +122,7 @@ impl LocalServer {
             .map_err(|e| Error::config(format!("server setup crashed: {e}")))??;
 
         let token = config.token.clone().unwrap_or_else(generate_token);
-        let listener = tokio::net::TcpListener::bind(config.bind)
-            .await
-            .map_err(|e| Error::io(format!("cannot listen on {}", config.bind), e))?;
+        let listener = listen(config.bind).map_err(|e| Error::io(format!("cannot listen on {}", config.bind), e))?;
         let addr = listener.local_addr().map_err(|e| Error::io("cannot read the listening address", e))?;
 
         let ops = ops::Ops::new(
@@ -130,6 +134,7 @@ impl LocalServer {
                 default_timeout: config.default_run_timeout,
                 max_timeout: config.max_run_timeout,
                 max_concurrent_runs: config.max_concurrent_runs,
+                max_queued_runs,
                 networking: config.networking,
                 networking_by_default: config.networking && networking_helper_present(),
             },
@@ -306,6 +311,60 @@ fn prepare(
         }
     }
     Ok((store, base, cgroups))
+}
+
+/// Raises the soft descriptor limit (see [`LocalServer::start`]), warns when even the hard
+/// limit leaves too few for `max_concurrent_runs` runs, and returns the queue depth to use:
+/// `max_queued_runs`, or less when the descriptors can't carry that many queued runs
+/// ([`fds::queue_budget`]).
+fn raise_fd_limit(max_concurrent_runs: usize, max_queued_runs: usize) -> usize {
+    match fds::raise_nofile_limit() {
+        Ok((old, new)) => {
+            let budget = fds::queue_budget(new, max_concurrent_runs);
+            let queue = max_queued_runs.min(budget);
+            tracing::info!(
+                old_soft = old,
+                new_soft = new,
+                max_queued_runs = queue,
+                "file descriptor limit (RLIMIT_NOFILE)"
+            );
+            if queue < max_queued_runs {
+                tracing::warn!(
+                    asked = max_queued_runs,
+                    allowed = queue,
+                    "max_queued_runs lowered to what the file descriptor limit can carry"
+                );
+            }
+            let want = fds::FDS_PER_RUN.saturating_mul(max_concurrent_runs as u64 + 1) + fds::FDS_MARGIN;
+            if new < want {
+                tracing::warn!(
+                    limit = new,
+                    want,
+                    "the file descriptor limit is low for max_concurrent_runs; spawns will often be refused with 429"
+                );
+            }
+            queue
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "could not raise the file descriptor limit");
+            max_queued_runs
+        }
+    }
+}
+
+/// The accept queue asked for (the kernel caps it at `net.core.somaxconn`, 4096 on current
+/// kernels). Tokio's default of 1,024 overflowed on this 2-core machine when 2,000 clients
+/// connected at once while both executor threads were busy: the kernel dropped the extra
+/// connection attempts and clients timed out connecting.
+const LISTEN_BACKLOG: u32 = 4096;
+
+/// Binds `addr` like `TcpListener::bind`, with a [`LISTEN_BACKLOG`]-deep accept queue.
+fn listen(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+    // As std and tokio do: a restarted server may bind while old connections are in TIME_WAIT.
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
 }
 
 /// A random 256-bit token, hex-encoded.

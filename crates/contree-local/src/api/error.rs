@@ -11,11 +11,14 @@ pub(crate) struct ApiError {
     status: StatusCode,
     message: String,
     retry_after: Option<u64>,
+    /// Answer with `Connection: close`, so the client's idle keep-alive connection doesn't
+    /// hold one of the server's descriptors while it waits to retry.
+    close: bool,
 }
 
 impl ApiError {
     pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
-        ApiError { status, message: message.into(), retry_after: None }
+        ApiError { status, message: message.into(), retry_after: None, close: false }
     }
 
     pub fn bad_request(message: impl Into<String>) -> Self {
@@ -63,6 +66,12 @@ impl ApiError {
         self
     }
 
+    /// Closes the connection after this answer (see the `close` field).
+    pub fn close_connection(mut self) -> Self {
+        self.close = true;
+        self
+    }
+
     pub fn status(&self) -> StatusCode {
         self.status
     }
@@ -78,6 +87,9 @@ impl IntoResponse for ApiError {
         let mut resp = (self.status, axum::Json(body)).into_response();
         if let Some(secs) = self.retry_after {
             resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        if self.close {
+            resp.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
         resp
     }
@@ -123,6 +135,9 @@ mod tests {
         let resp = ApiError::conflict("operation is not cancellable").retry_after(3).into_response();
         assert_eq!(resp.status(), StatusCode::CONFLICT);
         assert_eq!(resp.headers()[header::RETRY_AFTER], "3");
+        assert!(resp.headers().get(header::CONNECTION).is_none());
+        let closing = ApiError::new(StatusCode::TOO_MANY_REQUESTS, "busy").close_connection().into_response();
+        assert_eq!(closing.headers()[header::CONNECTION], "close");
         let body = axum::body::to_bytes(resp.into_body(), 1024).await.unwrap();
         let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(v, serde_json::json!({"error": "operation is not cancellable", "status": 409}));

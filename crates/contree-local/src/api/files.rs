@@ -10,9 +10,9 @@ use contree_core::models::{FileInfo, FileResponse, FilesListResponse};
 use futures_util::StreamExt;
 use tokio::sync::mpsc;
 
-use super::AppState;
 use super::error::ApiError;
 use super::params::Query;
+use super::{AppState, blocking};
 use crate::ops::store_error;
 use crate::store::{FileFilter, FileRecord, Store, format_timestamp};
 
@@ -100,7 +100,11 @@ fn parse_sha(raw: &str) -> Result<String, ApiError> {
 /// `GET /files/{sha256}` → the file's record, or 404.
 pub(crate) async fn get(State(state): State<AppState>, Path(sha): Path<String>) -> Result<Json<FileInfo>, ApiError> {
     let sha = parse_sha(&sha)?;
-    match state.ops.store.get_file_by_sha(&sha).map_err(store_error)? {
+    let found = {
+        let sha = sha.clone();
+        blocking(move || state.ops.store.get_file_by_sha(&sha).map_err(store_error)).await?
+    };
+    match found {
         Some(r) => Ok(Json(to_info(&r))),
         None => Err(ApiError::not_found(format!("file {sha} not found"))),
     }
@@ -109,7 +113,7 @@ pub(crate) async fn get(State(state): State<AppState>, Path(sha): Path<String>) 
 /// `HEAD /files/{sha256}` → 200 or 404, no body.
 pub(crate) async fn head(State(state): State<AppState>, Path(sha): Path<String>) -> StatusCode {
     let Ok(sha) = parse_sha(&sha) else { return StatusCode::BAD_REQUEST };
-    match state.ops.store.get_file_by_sha(&sha) {
+    match blocking(move || state.ops.store.get_file_by_sha(&sha).map_err(store_error)).await {
         Ok(Some(_)) => StatusCode::OK,
         Ok(None) => StatusCode::NOT_FOUND,
         Err(_) => StatusCode::INTERNAL_SERVER_ERROR,

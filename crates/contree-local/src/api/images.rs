@@ -8,9 +8,9 @@ use contree_core::models::{
     Image, ImageImportRequest, ImageImportResponse, ImageListResponse, ImageSource, TagRequest,
 };
 
-use super::AppState;
 use super::error::ApiError;
 use super::params::{JsonBody, Query, parse_uuid};
+use super::{AppState, blocking};
 use crate::ops::{import, store_error};
 use crate::store::{ImageFilter, ImageRecord, format_timestamp};
 
@@ -42,7 +42,7 @@ pub(crate) async fn list(State(state): State<AppState>, q: Query) -> Result<Json
         limit: limit as u32,
         offset: offset as u64,
     };
-    let images = state.ops.store.list_images(&filter).map_err(store_error)?;
+    let images = blocking(move || state.ops.store.list_images(&filter).map_err(store_error)).await?;
     Ok(Json(ImageListResponse { images: images.iter().map(to_wire).collect() }))
 }
 
@@ -59,10 +59,13 @@ pub(crate) async fn set_tag(
             body.tag
         )));
     }
-    if state.ops.store.get_image(uuid).map_err(store_error)?.is_none() {
-        return Err(ApiError::not_found(format!("image {uuid} not found")));
-    }
-    let record = state.ops.store.set_tag(uuid, &body.tag).map_err(store_error)?;
+    let record = blocking(move || {
+        if state.ops.store.get_image(uuid).map_err(store_error)?.is_none() {
+            return Err(ApiError::not_found(format!("image {uuid} not found")));
+        }
+        state.ops.store.set_tag(uuid, &body.tag).map_err(store_error)
+    })
+    .await?;
     Ok(Json(to_wire(&record)))
 }
 
@@ -73,16 +76,20 @@ pub(crate) async fn remove_tag(
     q: Query,
 ) -> Result<StatusCode, ApiError> {
     let uuid = parse_uuid(&image, "image")?;
-    let Some(record) = state.ops.store.get_image(uuid).map_err(store_error)? else {
-        return Err(ApiError::not_found(format!("image {uuid} not found")));
-    };
-    let tag = q.get("tag").filter(|t| !t.is_empty());
-    if let Some(t) = tag
-        && record.tag.as_deref() != Some(t)
-    {
-        return Err(ApiError::not_found(format!("image {uuid} has no tag `{t}`")));
-    }
-    state.ops.store.remove_tag(uuid, tag).map_err(store_error)?;
+    let tag = q.get("tag").filter(|t| !t.is_empty()).map(str::to_owned);
+    blocking(move || {
+        let Some(record) = state.ops.store.get_image(uuid).map_err(store_error)? else {
+            return Err(ApiError::not_found(format!("image {uuid} not found")));
+        };
+        if let Some(t) = &tag
+            && record.tag.as_ref() != Some(t)
+        {
+            return Err(ApiError::not_found(format!("image {uuid} has no tag `{t}`")));
+        }
+        state.ops.store.remove_tag(uuid, tag.as_deref()).map_err(store_error)?;
+        Ok(())
+    })
+    .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -91,7 +98,7 @@ pub(crate) async fn import(
     State(state): State<AppState>,
     JsonBody(body): JsonBody<ImageImportRequest>,
 ) -> Result<Response, ApiError> {
-    let uuid = import::import(&state.ops, body)?;
+    let uuid = blocking(move || import::import(&state.ops, body)).await?;
     Ok((
         StatusCode::CREATED,
         [(header::LOCATION, format!("/v1/operations/{uuid}"))],

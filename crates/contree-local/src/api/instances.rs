@@ -17,7 +17,8 @@ pub(crate) async fn spawn(
     State(state): State<AppState>,
     JsonBody(req): JsonBody<InstanceSpawnRequest>,
 ) -> Result<Response, ApiError> {
-    let (uuid, instance) = state.ops.spawn_instance(req)?;
+    // Admission, validation (which reads images) and the insert all touch SQLite or /proc.
+    let (uuid, instance) = super::blocking(move || state.ops.spawn_instance(req)).await?;
     Ok((
         StatusCode::CREATED,
         [(header::LOCATION, format!("/v1/operations/{uuid}"))],

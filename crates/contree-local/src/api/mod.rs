@@ -75,6 +75,17 @@ pub(crate) fn router(state: AppState, token: auth::TokenCheck) -> Router {
         .layer(TraceLayer::new_for_http())
 }
 
+/// Runs blocking work (SQLite, the disk) on a blocking thread: a store call waits for locks
+/// and the disk, and under load those waits would stall the executor's few threads and with
+/// them every connection.
+pub(crate) async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, error::ApiError> + Send + 'static,
+) -> Result<T, error::ApiError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| error::ApiError::internal(format!("a blocking task failed: {e}")))?
+}
+
 /// Derives the token's public id: a UUID from a hash of the token, so `whoami` can name the
 /// token without revealing it.
 pub(crate) fn token_uuid(token: &str) -> Uuid {

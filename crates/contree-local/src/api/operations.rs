@@ -11,9 +11,9 @@ use contree_core::models::{
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::AppState;
 use super::error::ApiError;
 use super::params::{Query, parse_uuid};
+use super::{AppState, blocking};
 use crate::ops::store_error;
 use crate::store::{OpFilter, OperationRecord, format_timestamp};
 
@@ -87,9 +87,11 @@ fn shown_status(stored: OperationStatus, live: Option<OperationStatus>) -> Optio
 /// `GET /operations/{id}[?inflight=1]` with `Retry-After: 1` (the poll delay hint).
 pub(crate) async fn get(State(state): State<AppState>, Path(op): Path<String>, q: Query) -> Result<Response, ApiError> {
     let uuid = parse_uuid(&op, "operation")?;
-    let live = state.ops.live(uuid);
-    let rec = load(&state, uuid)?;
-    let (status, partial) = match &live {
+    // The live view is read before the record: a run's end is committed to the store before
+    // its live status turns terminal, so a terminal live status here means the record read
+    // next is terminal too. (Read the other way round, a run ending in between would show
+    // its terminal live status next to the record's old metadata, without a result.)
+    let (status, partial) = match state.ops.live(uuid) {
         Some(l) => {
             let status = l.status();
             let partial = (q.flag("inflight") && !status.is_terminal()).then(|| l.fold(1)).flatten();
@@ -97,6 +99,13 @@ pub(crate) async fn get(State(state): State<AppState>, Path(op): Path<String>, q
         }
         None => (None, None),
     };
+    let rec = {
+        let state = state.clone();
+        blocking(move || load(&state, uuid)).await?
+    };
+    // The record may have been finished since; the stored status and result then win. And a
+    // terminal status is never shown next to a record that does not have it yet.
+    let partial = if rec.status.is_terminal() { None } else { partial };
     let status = shown_status(rec.status, status);
     let mut resp = Json(to_response(&rec, status, partial)).into_response();
     resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
@@ -126,12 +135,18 @@ pub(crate) async fn list(State(state): State<AppState>, q: Query) -> Result<Json
         limit: q.limit()? as u32,
         offset: q.offset()? as u64,
     };
-    let records = state.ops.store.list_operations(&filter).map_err(store_error)?;
+    let records = {
+        let state = state.clone();
+        blocking(move || state.ops.store.list_operations(&filter).map_err(store_error)).await?
+    };
     Ok(Json(
         records
             .iter()
             .map(|r| {
-                let live = state.ops.live(r.uuid).map(|l| l.status()).filter(|_| !r.status.is_terminal());
+                // A live status that turned terminal after the record was read would come
+                // without the record's final fields: show the (slightly older) live state.
+                let live =
+                    state.ops.live(r.uuid).map(|l| l.status()).filter(|s| !r.status.is_terminal() && !s.is_terminal());
                 to_response(r, live, None).summary()
             })
             .collect(),
@@ -141,7 +156,7 @@ pub(crate) async fn list(State(state): State<AppState>, q: Query) -> Result<Json
 /// `DELETE /operations/{id}` → 202, or 409 when it already ended.
 pub(crate) async fn cancel(State(state): State<AppState>, Path(op): Path<String>) -> Result<StatusCode, ApiError> {
     let uuid = parse_uuid(&op, "operation")?;
-    state.ops.cancel(uuid)?;
+    blocking(move || state.ops.cancel(uuid)).await?;
     Ok(StatusCode::ACCEPTED)
 }
 

@@ -6,10 +6,10 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use contree_core::models::{ClosableStreamRepr, InstanceResult, OperationKind, OperationStatus};
 
-use super::AppState;
 use super::error::ApiError;
 use super::operations::load;
 use super::params::{JsonBody, Query, parse_uuid};
+use super::{AppState, blocking};
 use crate::ops::{fold, stored_events};
 
 /// The only process of a contree-local instance.
@@ -69,7 +69,7 @@ pub(crate) fn parse_signal(raw: &str) -> Option<i32> {
 pub(crate) async fn create(State(state): State<AppState>, Path(op): Path<String>) -> Result<StatusCode, ApiError> {
     let uuid = parse_uuid(&op, "operation")?;
     if state.ops.live(uuid).is_none() {
-        load(&state, uuid)?;
+        blocking(move || load(&state, uuid)).await?;
         return Err(ApiError::conflict("the operation is not a running instance"));
     }
     Err(ApiError::not_implemented(
@@ -94,9 +94,13 @@ pub(crate) async fn get(
             None => None,
         },
         None => {
-            load(&state, uuid)?;
-            let events = stored_events(&state.ops.store, uuid, None)?;
-            fold::instance_result(events.iter(), spid)
+            let state = state.clone();
+            blocking(move || {
+                load(&state, uuid)?;
+                let events = stored_events(&state.ops.store, uuid, None)?;
+                Ok(fold::instance_result(events.iter(), spid))
+            })
+            .await?
         }
     };
     folded.map(Json).ok_or_else(|| ApiError::not_found(format!("operation {uuid} has no process with spid {spid}")))

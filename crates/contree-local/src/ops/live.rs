@@ -17,8 +17,10 @@ use crate::sandbox::RunningSandbox;
 use super::fold;
 use super::run::StreamCap;
 
-/// How many events a slow follower may lag behind before it re-reads the log.
-const FANOUT_CAPACITY: usize = 1024;
+/// How many events a slow follower may lag behind before it re-reads the log (from memory,
+/// so lagging is cheap). The channel allocates every slot up front, for each operation from
+/// its creation, queued ones included: 1,024 slots were ~40 KB per run in flight.
+const FANOUT_CAPACITY: usize = 64;
 
 /// Why an operation is being stopped early.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -2,6 +2,7 @@
 //! events (capped per stream), record the exit, and turn the upper dir into the result image.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use contree_core::models::{
     EventDataExit, EventDataInit, EventDataShutdown, EventDataSpawn, EventDataStream, EventDataTruncated, EventPayload,
@@ -62,6 +63,55 @@ impl StreamCap {
     }
 }
 
+/// How long a run that has its slot waits for descriptors to be freed (by other runs or by
+/// connections closing) before it fails for lack of them: long enough for a burst of
+/// connections to drain, short enough that a server stuck at its limit says so.
+const FD_WAIT: Duration = Duration::from_secs(60);
+/// How often that wait looks again.
+const FD_POLL: Duration = Duration::from_millis(20);
+/// Attempts to start the sandbox when each one fails for lack of descriptors (the wait is
+/// bounded by [`FD_WAIT`] too; this bounds it in count).
+const MAX_SPAWN_ATTEMPTS: u32 = 1000;
+
+/// Starts the sandbox once enough descriptors are free, and tries again when it still fails
+/// for lack of them: such a failure passes with the connections or runs that hold them, so
+/// the run waits (bounded by [`FD_WAIT`], and a cancel ends the wait) instead of ending
+/// FAILED. Spawns are admitted only with headroom ([`Ops::admit`]), so this is the rare race
+/// of many connections opening between admission and start.
+fn spawn_when_fds_allow(
+    live: &LiveOp,
+    run_dir: &std::path::Path,
+    files: usize,
+    make_spec: impl Fn() -> SandboxSpec,
+) -> Result<RunningSandbox, sandbox::SandboxError> {
+    let need = crate::fds::FDS_PER_RUN + files as u64;
+    let deadline = Instant::now() + FD_WAIT;
+    let mut attempts = 0;
+    loop {
+        while !crate::fds::has_headroom(need) && Instant::now() < deadline && live.stop_reason().is_none() {
+            std::thread::sleep(FD_POLL);
+        }
+        attempts += 1;
+        match sandbox::spawn(make_spec()) {
+            Err(e)
+                if crate::fds::is_exhaustion(&e)
+                    && attempts < MAX_SPAWN_ATTEMPTS
+                    && Instant::now() < deadline
+                    && live.stop_reason().is_none() =>
+            {
+                tracing::debug!(operation = %live.uuid, error = %e, "out of file descriptors starting a run; waiting");
+                // A failed start may leave a partial run directory behind; start afresh.
+                cleanup(run_dir);
+                if let Err(e) = std::fs::create_dir_all(run_dir) {
+                    return Err(sandbox::SandboxError::io("could not create the run directory", e));
+                }
+                std::thread::sleep(FD_POLL);
+            }
+            other => return other,
+        }
+    }
+}
+
 /// Runs the plan to its end and returns how it went (the caller writes `completion`).
 pub(crate) fn execute(ops: &Ops, live: &Arc<LiveOp>, plan: RunPlan, record: &OperationRecord) -> Outcome {
     if let Some(reason) = live.stop_reason() {
@@ -89,8 +139,8 @@ pub(crate) fn execute(ops: &Ops, live: &Arc<LiveOp>, plan: RunPlan, record: &Ope
     if let Err(e) = std::fs::create_dir_all(&run_dir) {
         return Outcome::failed(format!("could not create the run directory: {e}"));
     }
-    let spec = SandboxSpec {
-        lower_layers,
+    let make_spec = || SandboxSpec {
+        lower_layers: lower_layers.clone(),
         base: ops.base.clone(),
         run_dir: run_dir.clone(),
         command: plan.exec_command.clone(),
@@ -122,7 +172,7 @@ pub(crate) fn execute(ops: &Ops, live: &Arc<LiveOp>, plan: RunPlan, record: &Ope
         })
     };
 
-    let sb = match sandbox::spawn(spec) {
+    let sb = match spawn_when_fds_allow(live, &run_dir, plan.files.len(), make_spec) {
         Ok(sb) => sb,
         Err(e) => {
             live.push(Some(0), &init(0));

@@ -84,7 +84,7 @@ impl Store {
             Some(Ok(since)) => Some(since),
             Some(Err(_)) => return Ok(Vec::new()),
         };
-        self.with_conn(|conn| {
+        self.with_read(|conn| {
             let mut st = conn
                 .prepare_cached(
                     "SELECT id, event FROM operation_events
@@ -104,7 +104,7 @@ impl Store {
     /// The highest event id logged for `op`, if any.
     #[cfg(test)]
     pub fn last_event_id(&self, op: Uuid) -> Result<Option<u64>> {
-        self.with_conn(|conn| last_id(conn, op))
+        self.with_read(|conn| last_id(conn, op))
     }
 }
 

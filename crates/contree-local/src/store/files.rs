@@ -89,7 +89,7 @@ impl Store {
     /// malformed digest.
     pub fn get_file_by_sha(&self, sha256: &str) -> Result<Option<FileRecord>> {
         let sha = normalize_sha(sha256)?;
-        self.with_conn(|conn| {
+        self.with_read(|conn| {
             conn.prepare_cached(&format!("SELECT {COLUMNS} FROM files WHERE sha256 = ?1"))
                 .and_then(|mut st| st.query_row([sha], from_row).optional())
                 .map_err(db_error)
@@ -98,7 +98,7 @@ impl Store {
 
     /// The file record with this id, if any.
     pub fn get_file_by_uuid(&self, uuid: Uuid) -> Result<Option<FileRecord>> {
-        self.with_conn(|conn| {
+        self.with_read(|conn| {
             conn.prepare_cached(&format!("SELECT {COLUMNS} FROM files WHERE uuid = ?1"))
                 .and_then(|mut st| st.query_row([uuid_text(uuid)], from_row).optional())
                 .map_err(db_error)
@@ -110,7 +110,7 @@ impl Store {
         let (limit, offset) = page(filter.limit, filter.offset)?;
         let since = opt_to_nanos("since", filter.since)?;
         let until = opt_to_nanos("until", filter.until)?;
-        self.with_conn(|conn| {
+        self.with_read(|conn| {
             let mut st = conn
                 .prepare_cached(&format!(
                     "SELECT {COLUMNS} FROM files

@@ -198,13 +198,13 @@ impl Store {
 
     /// The image with this id, if any.
     pub fn get_image(&self, uuid: Uuid) -> Result<Option<ImageRecord>> {
-        self.with_conn(|conn| get(conn, uuid))
+        self.with_read(|conn| get(conn, uuid))
     }
 
     /// The image holding `tag`, if any. A malformed tag is `InvalidArgument`.
     pub fn find_by_tag(&self, tag: &str) -> Result<Option<ImageRecord>> {
         validate::tag("tag", tag)?;
-        self.with_conn(|conn| {
+        self.with_read(|conn| {
             conn.prepare_cached(&format!("SELECT {COLUMNS} FROM images WHERE tag = ?1"))
                 .and_then(|mut st| st.query_row([tag], from_row).optional())
                 .map_err(db_error)
@@ -218,7 +218,7 @@ impl Store {
         let since = opt_to_nanos("since", filter.since)?;
         let until = opt_to_nanos("until", filter.until)?;
         let tagged = filter.tagged || filter.tag_prefix.is_some();
-        self.with_conn(|conn| {
+        self.with_read(|conn| {
             let mut st = conn
                 .prepare_cached(&format!(
                     "SELECT {COLUMNS} FROM images
@@ -296,7 +296,7 @@ impl Store {
         // A cycle cannot be inserted (parents must exist first), but a corrupt database must
         // not hang the server: the depth bound turns it into an error.
         const MAX_DEPTH: i64 = 100_000;
-        let chain: Vec<(Option<String>, Option<String>)> = self.with_conn(|conn| {
+        let chain: Vec<(Option<String>, Option<String>)> = self.with_read(|conn| {
             let mut st = conn
                 .prepare_cached(
                     "WITH RECURSIVE chain(uuid, parent, layer, depth) AS (

@@ -9,15 +9,19 @@
 //! <data>/layers/<id>/     one immutable overlay upper dir per image layer
 //! ```
 //!
-//! [`Store`] is a cheap-to-clone handle (an `Arc` inside) with a synchronous API. Every
-//! database call takes a `std::sync::Mutex` around the single SQLite connection for the length
-//! of that call only, and no call ever waits on anything but SQLite and the local disk, so
-//! async handlers may call it directly: metadata calls take microseconds (prepared statements
-//! are cached, SQLite runs in WAL mode with `synchronous=NORMAL`, multi-row writes are one
-//! transaction). The lock is never held across an `.await`, because no method is async and
-//! no guard escapes a method. Calls that copy file content ([`Store::put_blob`]) take time
-//! proportional to the content: run those on a blocking thread, or feed a [`BlobWriter`](blobs::BlobWriter)
-//! chunk by chunk.
+//! [`Store`] is a cheap-to-clone handle (an `Arc` inside) with a synchronous, blocking API:
+//! async code calls it on a blocking thread (`spawn_blocking`), because a call waits for
+//! SQLite, for the disk and for other callers' locks, and under load those waits add up to
+//! milliseconds that would stall the executor's few threads.
+//!
+//! SQLite runs in WAL mode, where readers never wait for a writer and see every transaction
+//! committed before they start. The store uses that: one writer connection (behind a mutex,
+//! since SQLite allows one writer at a time anyway) and a small pool of read-only connections
+//! ([`READERS`]), so status reads and listings proceed while a run's results are committed.
+//! Each lock is held for one call only and no guard escapes a method, so none is ever held
+//! across an `.await`. Calls that copy file content ([`Store::put_blob`]) take time
+//! proportional to the content: feed a [`BlobWriter`](blobs::BlobWriter) chunk by chunk
+//! to keep memory bounded.
 //!
 //! Errors are [`contree_core::Error`]s whose kind says what the API should answer: bad input
 //! is `InvalidArgument` naming the argument, a missing record is `NotFound` (status 404), a
@@ -34,7 +38,8 @@ mod schema;
 use std::fmt;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, TryLockError};
 use std::time::Duration;
 
 use contree_core::{Error, Result};
@@ -58,6 +63,11 @@ const STATEMENT_CACHE_CAPACITY: usize = 64;
 /// before failing. One process uses one connection, so this only matters for tooling.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Read-only connections kept next to the writer. Reads take microseconds, so a few are
+/// enough to keep the executor's and the blocking pool's threads from queueing behind one
+/// another; each costs a descriptor and a page cache.
+pub const READERS: usize = 4;
+
 /// Handle to the local server's persistent state. Clone it freely: clones share one
 /// connection and one data directory.
 ///
@@ -70,6 +80,10 @@ pub struct Store {
 
 struct Inner {
     conn: Mutex<Connection>,
+    /// Read-only connections ([`READERS`]); see [`Store::with_read`].
+    readers: Vec<Mutex<Connection>>,
+    /// Where the next read starts looking for a free reader (spreads the load).
+    next_reader: AtomicUsize,
     data_dir: PathBuf,
     blobs_dir: PathBuf,
     layers_dir: PathBuf,
@@ -104,9 +118,24 @@ impl Store {
         })?;
         configure(&conn).map_err(db_error)?;
         schema::migrate(&mut conn)?;
+        // Opened after the migration, so readers never see an old schema.
+        let readers = (0..READERS)
+            .map(|_| open_reader(&db_path).map(Mutex::new))
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|e| {
+                Error::from_status(500, format!("cannot open the store database {}", db_path.display()), None)
+                    .with_source(e)
+            })?;
 
         Ok(Store {
-            inner: Arc::new(Inner { conn: Mutex::new(conn), data_dir: data_dir.to_path_buf(), blobs_dir, layers_dir }),
+            inner: Arc::new(Inner {
+                conn: Mutex::new(conn),
+                readers,
+                next_reader: AtomicUsize::new(0),
+                data_dir: data_dir.to_path_buf(),
+                blobs_dir,
+                layers_dir,
+            }),
         })
     }
 
@@ -135,6 +164,34 @@ impl Store {
         let mut conn = self.inner.conn.lock().unwrap_or_else(PoisonError::into_inner);
         f(&mut conn)
     }
+
+    /// Runs the read-only `f` on a free reader connection, so it does not wait for the
+    /// writer (WAL: it sees everything committed before it starts). Waits for a reader only
+    /// when all are busy. As with [`with_conn`](Self::with_conn), the guard never leaves.
+    fn with_read<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+        let readers = &self.inner.readers;
+        let start = self.inner.next_reader.fetch_add(1, Ordering::Relaxed);
+        for i in 0..readers.len() {
+            match readers[(start + i) % readers.len()].try_lock() {
+                Ok(conn) => return f(&conn),
+                Err(TryLockError::Poisoned(p)) => return f(&p.into_inner()),
+                Err(TryLockError::WouldBlock) => {}
+            }
+        }
+        // A read cannot leave a connection half-changed, so a poisoned one is still usable.
+        let conn = readers[start % readers.len()].lock().unwrap_or_else(PoisonError::into_inner);
+        f(&conn)
+    }
+}
+
+/// A connection for [`Store::with_read`]: `query_only`, so a write through it is an error
+/// rather than a second writer.
+fn open_reader(db_path: &Path) -> rusqlite::Result<Connection> {
+    let conn = Connection::open(db_path)?;
+    conn.pragma_update(None, "query_only", "ON")?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE_CAPACITY);
+    Ok(conn)
 }
 
 /// Creates `path` empty with mode 0600 unless it exists. SQLite gives its `-wal` and `-shm`
@@ -460,6 +517,59 @@ mod tests {
             println!("{name}: {per_call:?} per call");
             assert!(per_call < std::time::Duration::from_millis(5), "{name} took {per_call:?}");
         }
+    }
+
+    /// While the writer is inside a transaction (a run's results being committed), reads go
+    /// on without waiting: they see the last commit, then the new one once it lands.
+    #[test]
+    fn reads_proceed_while_the_writer_commits() {
+        use contree_core::models::{OperationKind, OperationStatus};
+        use serde_json::json;
+        use std::sync::mpsc;
+
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let mut op = OperationRecord::new(Uuid::new_v4(), OperationKind::Instance, json!({}));
+        store.insert_operation(&op).unwrap();
+        let (in_tx, in_tx_rx) = mpsc::channel();
+        let (commit, commit_rx) = mpsc::channel::<()>();
+        let writer = {
+            let store = store.clone();
+            let uuid = op.uuid;
+            std::thread::spawn(move || {
+                store
+                    .with_conn(|conn| {
+                        let tx = conn.transaction().map_err(db_error)?;
+                        tx.execute("UPDATE operations SET status = 'SUCCESS' WHERE uuid = ?1", [uuid_text(uuid)])
+                            .map_err(db_error)?;
+                        in_tx.send(()).unwrap();
+                        commit_rx.recv_timeout(Duration::from_secs(30)).unwrap();
+                        tx.commit().map_err(db_error)
+                    })
+                    .unwrap();
+            })
+        };
+        in_tx_rx.recv_timeout(Duration::from_secs(30)).unwrap();
+        // The writer holds its lock and an open write transaction; readers don't wait for it.
+        for _ in 0..2 * READERS {
+            let (done, done_rx) = mpsc::channel();
+            let reader = store.clone();
+            let uuid = op.uuid;
+            std::thread::spawn(move || {
+                let _ = done.send(reader.get_operation(uuid).map(|o| o.map(|o| o.status)));
+            });
+            let seen = done_rx.recv_timeout(Duration::from_secs(10)).expect("a read waited for the writer");
+            assert_eq!(seen.unwrap(), Some(OperationStatus::Pending), "an uncommitted write was visible");
+            assert_eq!(store.list_operations(&OpFilter::default()).unwrap().len(), 1);
+        }
+        commit.send(()).unwrap();
+        writer.join().unwrap();
+        op.status = OperationStatus::Success;
+        assert_eq!(store.get_operation(op.uuid).unwrap().unwrap().status, OperationStatus::Success);
+        // Readers are read-only: a write through one is refused, not a second writer.
+        let err = store.with_read(|c| c.execute("DELETE FROM operations", []).map_err(db_error)).unwrap_err();
+        assert!(err.to_string().contains("store database error"), "{err}");
+        assert_eq!(store.get_operation(op.uuid).unwrap().unwrap(), op);
     }
 
     #[test]

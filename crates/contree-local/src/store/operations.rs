@@ -236,7 +236,7 @@ impl Store {
 
     /// The operation with this id, if any.
     pub fn get_operation(&self, uuid: Uuid) -> Result<Option<OperationRecord>> {
-        self.with_conn(|conn| {
+        self.with_read(|conn| {
             conn.prepare_cached(&format!("SELECT {COLUMNS} FROM operations WHERE uuid = ?1"))
                 .and_then(|mut st| st.query_row([uuid_text(uuid)], from_row).optional())
                 .map_err(db_error)
@@ -250,7 +250,7 @@ impl Store {
         let until = opt_to_nanos("until", filter.until)?;
         let status = filter.status.map(OperationStatus::as_str);
         let kind = filter.kind.as_ref().map(OperationKind::as_str);
-        self.with_conn(|conn| {
+        self.with_read(|conn| {
             let mut st = conn
                 .prepare_cached(&format!(
                     "SELECT {COLUMNS} FROM operations

@@ -18,10 +18,10 @@ use tokio_stream::wrappers::ReceiverStream;
 use uuid::Uuid;
 
 use self::rootfs::{Layer, Node, ResolveError, RootFs};
-use super::AppState;
 use super::error::ApiError;
 use super::images::to_wire;
 use super::params::{Query, parse_uuid};
+use super::{AppState, blocking};
 use crate::ops::store_error;
 
 /// The merged, read-only view of an image's filesystem; 404 for an unknown image.
@@ -61,11 +61,6 @@ fn resolve_error(path: &str, e: ResolveError) -> ApiError {
     }
 }
 
-/// Runs filesystem work off the async workers.
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, ApiError> + Send + 'static) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(f).await.map_err(|e| ApiError::internal(format!("inspect task failed: {e}")))?
-}
-
 /// `GET /inspect` → 307 to `/v1/inspect/`.
 pub(crate) async fn redirect_root() -> Response {
     (StatusCode::TEMPORARY_REDIRECT, [(header::LOCATION, "/v1/inspect/")]).into_response()
@@ -82,25 +77,31 @@ pub(crate) async fn find_by_tag(State(state): State<AppState>, q: Query) -> Resu
     let Some(tag) = q.get("tag").filter(|t| !t.is_empty()) else {
         return Err(ApiError::bad_request("the `tag` query parameter is required"));
     };
-    let tag = tag.strip_prefix("tag:").unwrap_or(tag);
-    let image = state
-        .ops
-        .store
-        .find_by_tag(tag)
-        .map_err(store_error)?
-        .ok_or_else(|| ApiError::not_found(format!("no image is tagged `{tag}`")))?;
+    let tag = tag.strip_prefix("tag:").unwrap_or(tag).to_owned();
+    let image = blocking(move || {
+        state
+            .ops
+            .store
+            .find_by_tag(&tag)
+            .map_err(store_error)?
+            .ok_or_else(|| ApiError::not_found(format!("no image is tagged `{tag}`")))
+    })
+    .await?;
     Ok((StatusCode::FOUND, [(header::LOCATION, format!("{}/", image.uuid))]).into_response())
 }
 
 /// `GET /inspect/{uuid}/` → the image.
 pub(crate) async fn image(State(state): State<AppState>, Path(image): Path<String>) -> Result<Json<Image>, ApiError> {
     let uuid = parse_uuid(&image, "image")?;
-    let record = state
-        .ops
-        .store
-        .get_image(uuid)
-        .map_err(store_error)?
-        .ok_or_else(|| ApiError::not_found(format!("image {uuid} not found")))?;
+    let record = blocking(move || {
+        state
+            .ops
+            .store
+            .get_image(uuid)
+            .map_err(store_error)?
+            .ok_or_else(|| ApiError::not_found(format!("image {uuid} not found")))
+    })
+    .await?;
     Ok(Json(to_wire(&record)))
 }
 

@@ -47,6 +47,11 @@ struct Args {
     #[arg(long)]
     max_concurrent_runs: Option<usize>,
 
+    /// How many runs may wait as PENDING for a slot; a spawn beyond that is answered 429 with
+    /// Retry-After (nothing recorded, so clients replay it). Default: 4096.
+    #[arg(long)]
+    max_queued_runs: Option<usize>,
+
     /// Timeout of runs that don't set one, in seconds.
     #[arg(long)]
     default_run_timeout: Option<u64>,
@@ -193,6 +198,9 @@ fn main() -> ExitCode {
     };
     if let Some(n) = args.max_concurrent_runs {
         config = config.with_max_concurrent_runs(n);
+    }
+    if let Some(n) = args.max_queued_runs {
+        config = config.with_max_queued_runs(n);
     }
     if let Some(s) = args.default_run_timeout {
         config = config.with_default_run_timeout(Duration::from_secs(s));
