@@ -11,6 +11,7 @@ use uuid::Uuid;
 
 use super::client::Client;
 use super::image::Image;
+use super::paging::Paging;
 
 crate::flavor::declare! {
     /// The images area of the API. Get it with `client.images()`.
@@ -275,47 +276,24 @@ impl ListImages {
         if let Some(u) = &self.until {
             query.push(("until", u.to_query()?));
         }
-        Ok(ImagePager {
-            client: self.client,
-            query,
-            remaining: self.limit,
-            page_size: self.page_size as usize,
-            offset: 0,
-            done: self.limit == Some(0),
-        })
+        let paging = Paging::new(query, self.limit, self.page_size as usize);
+        Ok(ImagePager { client: self.client, paging })
     }
 }
 
-/// Reads an image listing one page at a time (offset/limit; a short page ends it).
+/// Reads an image listing one page at a time.
 pub(crate) struct ImagePager {
     client: Client,
-    query: Vec<(&'static str, String)>,
-    remaining: Option<usize>,
-    page_size: usize,
-    offset: usize,
-    done: bool,
+    paging: Paging,
 }
 
 impl ImagePager {
     #[crate::maybe]
     pub(crate) async fn next_page(&mut self) -> Result<Option<Vec<Image>>> {
-        if self.done {
-            return Ok(None);
-        }
-        let want = self.remaining.map_or(self.page_size, |r| r.min(self.page_size));
-        let mut query = self.query.clone();
-        query.push(("limit", want.to_string()));
-        query.push(("offset", self.offset.to_string()));
+        let Some((query, want)) = self.paging.next_request() else { return Ok(None) };
         let http = self.client.http();
         let page: ImageListResponse = http.json(&http.call_with_query(Method::GET, &["images"], query)).await?;
-        let got = page.images.len();
-        self.offset += got;
-        if let Some(r) = &mut self.remaining {
-            *r = r.saturating_sub(got.min(want));
-        }
-        if got < want || self.remaining == Some(0) || got == 0 {
-            self.done = true;
-        }
+        self.paging.advance(page.images.len(), want);
         let images: Vec<Image> =
             page.images.into_iter().take(want).map(|m| Image::from_model(self.client.clone(), m)).collect();
         if images.is_empty() { Ok(None) } else { Ok(Some(images)) }

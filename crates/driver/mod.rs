@@ -25,6 +25,7 @@ pub(crate) mod image;
 pub(crate) mod images;
 pub(crate) mod operation;
 pub(crate) mod operations;
+pub(crate) mod paging;
 pub(crate) mod process;
 pub(crate) mod run;
 pub(crate) mod session;

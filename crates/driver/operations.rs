@@ -7,6 +7,7 @@ use contree_core::{Error, IntoUuid, Result, TimeFilter};
 use reqwest::Method;
 
 use super::client::Client;
+use super::paging::Paging;
 
 crate::flavor::declare! {
     /// The operations area of the API (runs and imports on the server). Get it with the
@@ -150,48 +151,25 @@ impl ListOperations {
         if let Some(u) = &self.until {
             query.push(("until", u.to_query()?));
         }
-        Ok(OperationPager {
-            client: self.client,
-            query,
-            remaining: self.limit,
-            page_size: self.page_size as usize,
-            offset: 0,
-            done: self.limit == Some(0),
-        })
+        let paging = Paging::new(query, self.limit, self.page_size as usize);
+        Ok(OperationPager { client: self.client, paging })
     }
 }
 
-/// Reads an operation listing one page at a time (offset/limit; a short page ends it).
+/// Reads an operation listing one page at a time.
 pub(crate) struct OperationPager {
     client: Client,
-    query: Vec<(&'static str, String)>,
-    remaining: Option<usize>,
-    page_size: usize,
-    offset: usize,
-    done: bool,
+    paging: Paging,
 }
 
 impl OperationPager {
     #[crate::maybe]
     pub(crate) async fn next_page(&mut self) -> Result<Option<Vec<OperationSummary>>> {
-        if self.done {
-            return Ok(None);
-        }
-        let want = self.remaining.map_or(self.page_size, |r| r.min(self.page_size));
-        let mut query = self.query.clone();
-        query.push(("limit", want.to_string()));
-        query.push(("offset", self.offset.to_string()));
+        let Some((query, want)) = self.paging.next_request() else { return Ok(None) };
         let http = self.client.http();
         let page: OperationListResponse = http.json(&http.call_with_query(Method::GET, &["operations"], query)).await?;
         let page: Vec<OperationSummary> = page.into();
-        let got = page.len();
-        self.offset += got;
-        if let Some(r) = &mut self.remaining {
-            *r = r.saturating_sub(got.min(want));
-        }
-        if got < want || self.remaining == Some(0) || got == 0 {
-            self.done = true;
-        }
+        self.paging.advance(page.len(), want);
         let page: Vec<OperationSummary> = page.into_iter().take(want).collect();
         if page.is_empty() { Ok(None) } else { Ok(Some(page)) }
     }
