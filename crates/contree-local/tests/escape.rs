@@ -28,6 +28,8 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use contree_local::{BASE_IMAGE_TAG, LocalConfig, LocalServer};
+
+mod support;
 use serde_json::{Value, json};
 
 /// Outer bound of every test.
@@ -315,7 +317,6 @@ print "PROBE-DONE\n";
 /// would, and waits for its URL (bounded).
 /// With `via_file`, the token goes in a 0600 file given with `--token-file` instead.
 fn start_binary(token: &str, via_file: bool) -> Target {
-    use std::io::BufRead;
     let data = tempfile::tempdir().unwrap();
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_contree-local"));
     cmd.args(["--bind", "127.0.0.1:0", "--data-dir"]).arg(data.path().join("data"));
@@ -327,18 +328,8 @@ fn start_binary(token: &str, via_file: bool) -> Target {
     } else {
         cmd.env("CONTREE_LOCAL_TOKEN", token);
     }
-    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
-    let out = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let url = std::io::BufReader::new(out)
-            .lines()
-            .map_while(Result::ok)
-            .find_map(|l| l.strip_prefix("CONTREE_URL=").map(str::to_owned));
-        let _ = tx.send(url);
-    });
+    let (child, base) = support::spawn_and_read_url(&mut cmd, Duration::from_secs(60));
     let binary = Binary { child, _data: data };
-    let base = rx.recv_timeout(Duration::from_secs(60)).ok().flatten().expect("the binary prints its URL");
     Target { base, token: token.to_owned(), data_dir: None, _embedded: None, _binary: Some(binary) }
 }
 

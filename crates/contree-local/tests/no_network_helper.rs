@@ -4,11 +4,12 @@
 //! Runs the `contree-local` binary with a `PATH` that has no `slirp4netns` on it.
 #![cfg(target_os = "linux")]
 
-use std::io::BufRead;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+
+mod support;
 
 const TOKEN: &str = "no-network-helper-token-1";
 
@@ -22,27 +23,13 @@ impl Drop for Server {
 }
 
 fn start(data: &std::path::Path) -> (Server, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_contree-local"))
-        .args(["--bind", "127.0.0.1:0", "--data-dir"])
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_contree-local"));
+    cmd.args(["--bind", "127.0.0.1:0", "--data-dir"])
         .arg(data)
         .env("CONTREE_LOCAL_TOKEN", TOKEN)
-        .env("PATH", "/nonexistent-contree-test-bin")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let out = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let url = std::io::BufReader::new(out)
-            .lines()
-            .map_while(Result::ok)
-            .find_map(|l| l.strip_prefix("CONTREE_URL=").map(str::to_owned));
-        let _ = tx.send(url);
-    });
-    let server = Server(child);
-    let url = rx.recv_timeout(Duration::from_secs(60)).ok().flatten().expect("the binary prints its URL");
-    (server, url)
+        .env("PATH", "/nonexistent-contree-test-bin");
+    let (child, url) = support::spawn_and_read_url(&mut cmd, Duration::from_secs(60));
+    (Server(child), url)
 }
 
 /// Spawns `body` and waits (bounded) for the operation to end; returns it.
