@@ -31,6 +31,7 @@ mod fds;
 mod ops;
 
 mod images;
+mod layer_quota;
 mod limits;
 // Entry points that only the sandbox's own tests use (spawn with a callback, wait, discard)
 // are dead code in the server build.
@@ -117,9 +118,10 @@ impl LocalServer {
         let setup_dir = data_dir.clone();
         let ids = config.id_range;
         let limit_config = config.clone();
-        let (store, base, cgroups) = tokio::task::spawn_blocking(move || prepare(&setup_dir, &ids, &limit_config))
-            .await
-            .map_err(|e| Error::config(format!("server setup crashed: {e}")))??;
+        let Prepared { store, base, cgroups, layer_quota } =
+            tokio::task::spawn_blocking(move || prepare(&setup_dir, &ids, &limit_config))
+                .await
+                .map_err(|e| Error::config(format!("server setup crashed: {e}")))??;
 
         let token = config.token.clone().unwrap_or_else(generate_token);
         let listener = listen(config.bind).map_err(|e| Error::io(format!("cannot listen on {}", config.bind), e))?;
@@ -139,6 +141,7 @@ impl LocalServer {
                 networking_by_default: config.networking && networking_helper_present(),
             },
             cgroups,
+            layer_quota,
         );
         let state = api::AppState {
             ops: ops.clone(),
@@ -278,12 +281,16 @@ fn networking_helper_present() -> bool {
     }
 }
 
+/// What the blocking part of the start prepares.
+struct Prepared {
+    store: store::Store,
+    base: images::base::BaseImage,
+    cgroups: Option<Arc<sandbox::cgroup::Cgroups>>,
+    layer_quota: Option<layer_quota::LayerQuota>,
+}
+
 /// Host checks and store/base preparation (blocking).
-fn prepare(
-    data_dir: &Path,
-    ids: &sandbox::IdRange,
-    config: &LocalConfig,
-) -> Result<(store::Store, images::base::BaseImage, Option<Arc<sandbox::cgroup::Cgroups>>)> {
+fn prepare(data_dir: &Path, ids: &sandbox::IdRange, config: &LocalConfig) -> Result<Prepared> {
     sandbox::check_support(data_dir, ids).map_err(|e| Error::config(e.to_string()))?;
     let cgroups = limits::setup(config)?;
     let store = store::Store::open(data_dir)?;
@@ -299,6 +306,22 @@ fn prepare(
         tracing::warn!(dir = %runs.display(), error = %e, "could not clean up old run directories");
     }
     data_dir::create_private_subdir(&runs)?;
+    let layer_quota = match layer_quota::LayerQuota::probe(&runs) {
+        Ok(q) => {
+            tracing::info!(
+                "run limits: max_layer_bytes is enforced by btrfs qgroups (a run that sets none gets the spec's 12 GiB)"
+            );
+            Some(q)
+        }
+        Err(why) => {
+            // Said at every start, so that nobody mistakes the spec's default for a cap that holds.
+            tracing::warn!(
+                "run limits: max_layer_bytes (the spec's default of 12 GiB per run layer) is NOT enforced: {why}; \
+                 spawns that set it are refused with 400"
+            );
+            None
+        }
+    };
     let base = images::base::ensure_base(data_dir)
         .map_err(|e| Error::config(format!("cannot prepare the base image: {e}")))?;
     data_dir::tighten(data_dir)?;
@@ -310,7 +333,7 @@ fn prepare(
             store.set_tag(base.uuid, BASE_IMAGE_TAG)?;
         }
     }
-    Ok((store, base, cgroups))
+    Ok(Prepared { store, base, cgroups, layer_quota })
 }
 
 /// Raises the soft descriptor limit (see [`LocalServer::start`]), warns when even the hard

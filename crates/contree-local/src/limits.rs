@@ -75,10 +75,6 @@ pub(crate) fn setup(config: &LocalConfig) -> Result<Option<Arc<Cgroups>>> {
 
 fn setup_on(config: &LocalConfig, host: &CgroupHost) -> Result<Option<Arc<Cgroups>>> {
     let (limits, warnings) = resolve(config, host)?;
-    // Said at every start, so that nobody mistakes the spec's default for a cap that holds.
-    tracing::warn!(
-        "run limits: max_layer_bytes (the spec's default of 12 GiB per run layer) is NOT enforced; spawns that set it are refused with 400"
-    );
     for w in &warnings {
         tracing::warn!("run limits: {w}");
     }

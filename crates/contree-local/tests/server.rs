@@ -586,6 +586,83 @@ async fn a_run_past_its_pids_limit_cannot_fork_and_the_server_is_fine() {
     server.shutdown().await;
 }
 
+/// A btrfs filesystem on a sparse loop image, mounted for one test and gone after it.
+struct BtrfsScratch {
+    _dir: tempfile::TempDir,
+    mount: std::path::PathBuf,
+}
+
+impl BtrfsScratch {
+    fn new(size: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let image = dir.path().join("fs.img");
+        let mount = dir.path().join("mnt");
+        std::fs::create_dir(&mount).unwrap();
+        let run = |cmd: &mut std::process::Command| {
+            let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e} (install btrfs-progs, as .ci/run does)"));
+            assert!(out.status.success(), "{cmd:?}: {}", String::from_utf8_lossy(&out.stderr));
+        };
+        run(std::process::Command::new("truncate").args(["-s", size]).arg(&image));
+        run(std::process::Command::new("mkfs.btrfs").args(["-q", "-f"]).arg(&image));
+        run(std::process::Command::new("mount").args(["-o", "loop"]).arg(&image).arg(&mount));
+        BtrfsScratch { _dir: dir, mount }
+    }
+}
+
+impl Drop for BtrfsScratch {
+    fn drop(&mut self) {
+        // Lazy: a sandbox of the stopped server may still be letting go of its mounts.
+        let _ = std::process::Command::new("umount").arg("-l").arg(&self.mount).status();
+    }
+}
+
+/// Bytes used on the filesystem holding `path`.
+fn used_bytes(path: &std::path::Path) -> u64 {
+    let out = std::process::Command::new("df").args(["-B1", "--output=used"]).arg(path).output().unwrap();
+    String::from_utf8(out.stdout).unwrap().lines().nth(1).unwrap().trim().parse().unwrap()
+}
+
+/// Disk: writing 1.5 GB against `max_layer_bytes` of 100 MB fails inside the run at the
+/// cap, nothing past it reaches the disk, the capped layer is a normal image afterwards, and
+/// the server and the next run are fine.
+#[tokio::test]
+async fn a_run_past_its_layer_cap_cannot_write_more_and_the_server_is_fine() {
+    let fs = BtrfsScratch::new("6G");
+    let data_dir = fs.mount.join("data");
+    let server = LocalServer::start(LocalConfig::default().with_data_dir(&data_dir)).await.unwrap();
+    let api = Api::new(&server);
+    let before = used_bytes(&fs.mount);
+    let cap: u64 = 100_000_000;
+    let v = api
+        .run(json!({"command": "dd if=/dev/zero of=/root/big bs=1M count=1500 2>&1; echo dd=$?; sync; echo synced",
+                    "shell": true, "image": base_image(), "timeout": 120,
+                    "resources_limits": {"max_layer_bytes": cap}}))
+        .await;
+    assert_eq!(v["status"], "SUCCESS", "{v}");
+    let out = stdout(&v);
+    assert!(out.contains("Disk quota exceeded"), "{out}");
+    assert!(out.contains("dd=1\n"), "{out}");
+    assert!(out.ends_with("synced\n"), "{out}");
+    let used = used_bytes(&fs.mount) - before;
+    assert!(used < cap + 50_000_000, "the capped run used {used} bytes of disk");
+
+    // The capped layer is an image like any other: its file stops at the cap.
+    let img = v["result_image_uuid"].as_str().unwrap().to_owned();
+    let v = api.run(json!({"command": "wc -c < /root/big", "shell": true, "image": img})).await;
+    let size: u64 = stdout(&v).trim().parse().unwrap();
+    assert!(size > 50_000_000 && size <= cap, "{size}");
+    // A run on top of it has its own cap (the spec's default here) and its own layer.
+    let v = api
+        .run(json!({"command": "dd if=/dev/zero of=/root/more bs=1M count=200 2>/dev/null && ls /root", "shell": true,
+                    "image": img}))
+        .await;
+    assert_eq!(stdout(&v), "big\nmore\n", "{v}");
+
+    let v = api.run(json!({"command": "echo still here", "shell": true, "image": base_image()})).await;
+    assert_eq!(stdout(&v), "still here\n", "{v}");
+    server.shutdown().await;
+}
+
 #[tokio::test]
 async fn cancel_gives_202_then_409() {
     let api = Api::shared();

@@ -74,6 +74,9 @@ pub(crate) struct Ops {
     /// The server's cgroup subtree, where every run gets its kernel limits; `None` when no
     /// limit is enforced (nothing asked for, or nothing enforceable: the start-up log says so).
     pub cgroups: Option<Arc<crate::sandbox::cgroup::Cgroups>>,
+    /// Caps run layers at `max_layer_bytes`; `None` where the data dir can't (the start-up
+    /// log says why, and spawns that set the cap are refused).
+    pub layer_quota: Option<crate::layer_quota::LayerQuota>,
     queue: Arc<Semaphore>,
     /// Runs admitted but not started yet (see [`QueueSlot`]).
     queued: Arc<AtomicUsize>,
@@ -120,6 +123,7 @@ impl Ops {
         ids: crate::sandbox::IdRange,
         limits: RunLimits,
         cgroups: Option<Arc<crate::sandbox::cgroup::Cgroups>>,
+        layer_quota: Option<crate::layer_quota::LayerQuota>,
     ) -> Arc<Self> {
         Arc::new(Ops {
             store,
@@ -130,6 +134,7 @@ impl Ops {
             queued: Arc::new(AtomicUsize::new(0)),
             limits,
             cgroups,
+            layer_quota,
             live: Mutex::new(HashMap::new()),
             drained: Notify::new(),
             closing: AtomicBool::new(false),

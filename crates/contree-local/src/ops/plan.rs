@@ -8,6 +8,7 @@ use contree_core::models::{ImageSource, InstanceNetworking, InstanceSpawnRequest
 
 use crate::api::error::ApiError;
 use crate::config::MAX_TRUNCATE_OUTPUT_AT;
+use crate::layer_quota::DEFAULT_MAX_LAYER_BYTES;
 use crate::sandbox::PlacedFile;
 use crate::store::ImageRecord;
 
@@ -44,6 +45,8 @@ pub(crate) struct RunPlan {
     pub keep_stdin_open: bool,
     pub timeout: Option<Duration>,
     pub truncate_at: u64,
+    /// The cap on the run's layer (enforced only when the server has a layer quota).
+    pub max_layer_bytes: u64,
     pub disposable: bool,
 }
 
@@ -95,22 +98,22 @@ pub(crate) fn plan_instance(
         }
         Some(secs) => Some(Duration::from_secs(secs)),
     };
-    if let Some(limits) = &req.resources_limits
-        && limits.max_layer_bytes == Some(0)
-    {
+    let requested_layer_bytes = req.resources_limits.as_ref().and_then(|l| l.max_layer_bytes);
+    if requested_layer_bytes == Some(0) {
         return Err(ApiError::bad_request("`resources_limits.max_layer_bytes` must be at least 1"));
     }
     // Accepting the cap and ignoring it would let a run fill the host's disk while the client
-    // believes it is bounded; until layers live on a filesystem with quotas, a request that
-    // asks for it is refused (the server's start-up log says the spec's default is not enforced).
-    if let Some(limits) = &req.resources_limits
-        && let Some(bytes) = limits.max_layer_bytes
+    // believes it is bounded: where the data dir has no quotas, a request that asks for it is
+    // refused (the server's start-up log says the spec's default is not enforced).
+    if ops.layer_quota.is_none()
+        && let Some(bytes) = requested_layer_bytes
     {
         return Err(ApiError::bad_request(format!(
-            "`resources_limits.max_layer_bytes` ({bytes}) cannot be enforced by contree-local: run layers are not on a \
-             filesystem with quotas here; omit it (layers are then bounded only by the data dir's free space)"
+            "`resources_limits.max_layer_bytes` ({bytes}) cannot be enforced by contree-local here: its data dir is not \
+             on btrfs with quotas; omit it (layers are then bounded only by the data dir's free space)"
         )));
     }
+    let max_layer_bytes = requested_layer_bytes.unwrap_or(DEFAULT_MAX_LAYER_BYTES);
     let (stdin, keep_stdin_open) = match &req.stdin {
         None => (Vec::new(), false),
         Some(s) => (
@@ -170,6 +173,7 @@ pub(crate) fn plan_instance(
         keep_stdin_open,
         timeout,
         truncate_at,
+        max_layer_bytes,
         disposable,
         source: source.clone(),
     };

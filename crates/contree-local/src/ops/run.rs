@@ -81,6 +81,7 @@ const MAX_SPAWN_ATTEMPTS: u32 = 1000;
 fn spawn_when_fds_allow(
     live: &LiveOp,
     run_dir: &std::path::Path,
+    create_run_dir: impl Fn() -> std::io::Result<()>,
     files: usize,
     make_spec: impl Fn() -> SandboxSpec,
 ) -> Result<RunningSandbox, sandbox::SandboxError> {
@@ -102,7 +103,7 @@ fn spawn_when_fds_allow(
                 tracing::debug!(operation = %live.uuid, error = %e, "out of file descriptors starting a run; waiting");
                 // A failed start may leave a partial run directory behind; start afresh.
                 cleanup(run_dir);
-                if let Err(e) = std::fs::create_dir_all(run_dir) {
+                if let Err(e) = create_run_dir() {
                     return Err(sandbox::SandboxError::io("could not create the run directory", e));
                 }
                 std::thread::sleep(FD_POLL);
@@ -136,7 +137,11 @@ pub(crate) fn execute(ops: &Ops, live: &Arc<LiveOp>, plan: RunPlan, record: &Ope
         Ok(l) => l,
         Err(e) => return Outcome::failed(format!("could not read the image's layers: {e}")),
     };
-    if let Err(e) = std::fs::create_dir_all(&run_dir) {
+    let create_run_dir = || match &ops.layer_quota {
+        Some(quota) => quota.create_run_dir(&run_dir, plan.max_layer_bytes),
+        None => std::fs::create_dir_all(&run_dir),
+    };
+    if let Err(e) = create_run_dir() {
         return Outcome::failed(format!("could not create the run directory: {e}"));
     }
     let make_spec = || SandboxSpec {
@@ -172,7 +177,7 @@ pub(crate) fn execute(ops: &Ops, live: &Arc<LiveOp>, plan: RunPlan, record: &Ope
         })
     };
 
-    let sb = match spawn_when_fds_allow(live, &run_dir, plan.files.len(), make_spec) {
+    let sb = match spawn_when_fds_allow(live, &run_dir, create_run_dir, plan.files.len(), make_spec) {
         Ok(sb) => sb,
         Err(e) => {
             live.push(Some(0), &init(0));

@@ -1,6 +1,11 @@
 //! Layer directories: `<data>/layers/<id>/`, each the upper dir of a finished run, immutable
 //! once adopted.
 //!
+//! Where runs are capped by btrfs qgroups ([`crate::layer_quota`]) a run's directory is a
+//! subvolume, and a directory can't be renamed out of its subvolume (`EXDEV`): such a layer is
+//! the whole subvolume, `<data>/layers/<id>-vol/`, with its content in `upper/`. The `-vol`
+//! suffix of the id says which layout a layer has, so finding it costs no `stat`.
+//!
 //! A run's upper dir becomes a layer by one `rename(2)` inside the data dir, so a layer is
 //! either entirely there or not at all; the layers directory is fsynced after the rename so
 //! the rename is on disk before the image that names the layer is committed. The layer's file
@@ -41,11 +46,13 @@ impl Store {
         Uuid::new_v4().simple().to_string()
     }
 
-    /// `<data>/layers/<id>`. `InvalidArgument` when `id` is not a layer id (so it can never
-    /// point outside the layers directory). The directory may not exist.
+    /// `<data>/layers/<id>` (`<data>/layers/<id>/upper` for a subvolume layer).
+    /// `InvalidArgument` when `id` is not a layer id (so it can never point outside the
+    /// layers directory). The directory may not exist.
     pub fn layer_path(&self, id: &str) -> Result<PathBuf> {
         check_layer_id(id)?;
-        Ok(self.layers_dir().join(id))
+        let dir = self.layers_dir().join(id);
+        Ok(if id.ends_with(VOLUME_SUFFIX) { dir.join(VOLUME_CONTENT) } else { dir })
     }
 
     /// Turns a finished run's upper directory into a new layer by renaming it into
@@ -56,6 +63,9 @@ impl Store {
             .map_err(|e| Error::io(format!("cannot adopt {} as a layer", from_upper.display()), e))?;
         if !meta.is_dir() {
             return Err(Error::invalid_argument("from_upper", format!("{} is not a directory", from_upper.display())));
+        }
+        if let Some(volume) = run_volume(from_upper) {
+            return self.adopt_volume(volume);
         }
         let id = self.new_layer_id();
         let dest = self.layers_dir().join(&id);
@@ -71,11 +81,30 @@ impl Store {
         Ok(id)
     }
 
+    /// Adopts a run's whole subvolume, whose `upper/` is the layer; anything else left in it
+    /// (nothing, after [`crate::sandbox::finish`]) is deleted first.
+    fn adopt_volume(&self, volume: &Path) -> Result<String> {
+        let read_err = |e| Error::io(format!("cannot adopt {} as a layer", volume.display()), e);
+        for entry in fs::read_dir(volume).map_err(read_err)? {
+            let entry = entry.map_err(read_err)?;
+            if entry.file_name() != VOLUME_CONTENT {
+                remove_dir(&entry.path())?;
+            }
+        }
+        let id = format!("{}{VOLUME_SUFFIX}", self.new_layer_id());
+        let dest = self.layers_dir().join(&id);
+        fs::rename(volume, &dest).map_err(|e| {
+            Error::io(format!("cannot move the subvolume {} into the layers directory", volume.display()), e)
+        })?;
+        fsync_dir(self.layers_dir())?;
+        Ok(id)
+    }
+
     /// Deletes layer `id` (for a run whose image could not be recorded). A missing layer is
     /// not an error; a layer some image uses is `Conflict`.
     #[cfg_attr(not(test), expect(dead_code, reason = "layer garbage collection is not wired into the server yet"))]
     pub fn remove_layer(&self, id: &str) -> Result<()> {
-        let path = self.layer_path(id)?;
+        check_layer_id(id)?;
         let used = self.with_conn(|conn| {
             conn.prepare_cached("SELECT EXISTS (SELECT 1 FROM images WHERE layer = ?1)")
                 .and_then(|mut st| st.query_row([id], |r| r.get::<_, bool>(0)))
@@ -84,7 +113,7 @@ impl Store {
         if used {
             return Err(conflict(format!("layer `{id}` is used by an image")));
         }
-        remove_dir(&path)
+        remove_dir(&self.layers_dir().join(id))
     }
 
     /// Deletes every directory in `<data>/layers/` that no image refers to: layers adopted by
@@ -113,6 +142,19 @@ impl Store {
         Ok(removed)
     }
 }
+/// The id suffix of layers that are whole subvolumes.
+const VOLUME_SUFFIX: &str = "-vol";
+/// Where a subvolume layer keeps its content.
+const VOLUME_CONTENT: &str = "upper";
+
+/// The subvolume `from_upper` is the content dir of, if it is a run's upper dir on a capped
+/// (btrfs subvolume) run directory.
+fn run_volume(from_upper: &Path) -> Option<&Path> {
+    let parent = from_upper.parent()?;
+    (from_upper.file_name()? == VOLUME_CONTENT && crate::layer_quota::btrfs::is_subvolume_root(parent))
+        .then_some(parent)
+}
+
 fn remove_dir(path: &Path) -> Result<()> {
     let result = match fs::symlink_metadata(path) {
         Ok(meta) if meta.is_dir() => fs::remove_dir_all(path),
@@ -143,6 +185,18 @@ mod tests {
         for bad in ["", "..", "a/b", "../etc", ".hidden", "a b", &"x".repeat(65)] {
             assert_eq!(store.layer_path(bad).unwrap_err().argument(), Some("layer"), "{bad:?}");
         }
+        // A subvolume layer keeps its content one level down.
+        let vol = format!("{id}{VOLUME_SUFFIX}");
+        assert_eq!(store.layer_path(&vol).unwrap(), dir.path().join("layers").join(&vol).join("upper"));
+    }
+
+    #[test]
+    fn an_upper_dir_that_is_not_in_a_subvolume_is_adopted_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let upper = dir.path().join("run").join(VOLUME_CONTENT);
+        fs::create_dir_all(&upper).unwrap();
+        // A plain directory (ext4, tmpfs) named like a run dir is no volume.
+        assert_eq!(run_volume(&upper), None);
     }
 
     #[test]
