@@ -344,9 +344,14 @@ impl Ops {
                     tokio::time::sleep(*delay).await;
                     let Some(ops) = ops.upgrade() else { break 'rounds };
                     let idle = ops.live_map().is_empty();
+                    let store = ops.store.clone();
                     drop(ops);
                     if idle {
-                        let _ = tokio::task::spawn_blocking(trim_heap).await;
+                        let _ = tokio::task::spawn_blocking(move || {
+                            store.release_memory();
+                            trim_heap();
+                        })
+                        .await;
                         if i + 1 == TRIM_DELAYS.len() {
                             break 'rounds;
                         }
