@@ -143,15 +143,18 @@ impl LocalServer {
             cgroups,
             layer_quota,
         );
+        let reserve = api::listener::reserve(config.max_concurrent_runs);
         let state = api::AppState {
             ops: ops.clone(),
             token_uuid: api::token_uuid(&token),
             keepalive: config.keepalive_interval,
+            fd_reserve: reserve,
         };
         let app = api::router(state, api::auth::TokenCheck::new(&token));
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             use axum::serve::ListenerExt;
+            let listener = api::listener::ReservingListener::new(listener, reserve);
             // Without TCP_NODELAY, small writes (an SSE frame, a short JSON body) wait for the
             // client's delayed ACK: ~40 ms per request.
             let listener = listener.tap_io(|tcp| {

@@ -7,6 +7,7 @@ pub(crate) mod files;
 pub(crate) mod images;
 pub(crate) mod inspect;
 pub(crate) mod instances;
+pub(crate) mod listener;
 pub(crate) mod operations;
 pub(crate) mod params;
 pub(crate) mod subprocesses;
@@ -35,10 +36,13 @@ pub(crate) struct AppState {
     /// A stable id for the token (`whoami.token_uuid`), derived from it without revealing it.
     pub token_uuid: Uuid,
     pub keepalive: Duration,
+    /// Descriptors kept for starting runs (see [`listener::reserve`]).
+    pub fd_reserve: u64,
 }
 
 /// Builds the router: every route under `/v1`, all behind the bearer-token check.
 pub(crate) fn router(state: AppState, token: auth::TokenCheck) -> Router {
+    let fd_reserve = state.fd_reserve;
     let v1 = Router::new()
         .route("/whoami", get(whoami::whoami))
         .route("/images", get(images::list))
@@ -73,6 +77,7 @@ pub(crate) fn router(state: AppState, token: auth::TokenCheck) -> Router {
         // sync flush per event (see `events`).
         .layer(CompressionLayer::new())
         .layer(TraceLayer::new_for_http())
+        .layer(axum::middleware::map_response(move |resp| listener::close_when_short(resp, fd_reserve)))
 }
 
 /// Runs blocking work (SQLite, the disk) on a blocking thread: a store call waits for locks
