@@ -176,7 +176,7 @@ pub use contree_core as core;
 #[doc(inline)]
 pub use contree_async::{
     Archive, Contree, ContreeBuilder, ContreeImage, ContreeProcess, ContreeSession, Detached, DirEntry, DynRead,
-    DynWrite, Files, Images, ImportImage, LineReader, ListImages, ListOperations, Operations, OutputTarget, PipeReader,
+    DynWrite, Files, GrepImage, Images, ImportImage, LineReader, ListImages, ListOperations, Operations, OutputTarget, PipeReader,
     PreparedRun, RunEvent, RunEvents, SessionProcess, SessionTarget, Stdin, UploadSource,
 };
 
@@ -199,7 +199,7 @@ pub mod blocking {
     #[doc(inline)]
     pub use contree_blocking::{
         ArchiveSync, ContreeBuilderSync, ContreeImageSync, ContreeProcessSync, ContreeSessionSync, ContreeSync,
-        DetachedSync, DirEntrySync, DynReadSync, DynWriteSync, FilesSync, ImageIter, ImagesSync, ImportImageSync,
+        DetachedSync, DirEntrySync, DynReadSync, DynWriteSync, FilesSync, GrepImageSync, ImageIter, ImagesSync, ImportImageSync,
         LineReaderSync, ListImagesSync, ListOperationsSync, OperationIter, OperationsSync, OutputTargetSync,
         PipeReaderSync, PreparedRunSync, RunEventIter, RunEventSync, RunEventsSync, SessionProcessSync,
         SessionTargetSync, StdinSync, UploadSourceSync,
