@@ -990,7 +990,8 @@ async fn grep_searches_the_layers_confined_and_bounded() {
         }
     };
     let files = |v: &Value| -> Vec<String> {
-        let mut p: Vec<String> = v["matches"].as_array().unwrap().iter().map(|m| m["path"].as_str().unwrap().to_owned()).collect();
+        let mut p: Vec<String> =
+            v["matches"].as_array().unwrap().iter().map(|m| m["path"].as_str().unwrap().to_owned()).collect();
         p.dedup();
         p
     };

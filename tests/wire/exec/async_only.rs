@@ -74,9 +74,8 @@ pub async fn awaiting_a_grep_builder_sends_it() {
     let (mock, client) = fake::setup();
     mock.mount(
         wiremock::Mock::given(method("GET")).and(path(format!("/v1/inspect/{}/grep", fake::IMAGE))).respond_with(
-            ResponseTemplate::new(200).set_body_json(
-                serde_json::json!({"path": "/", "patterns": ["x"], "matches": [], "truncated": false}),
-            ),
+            ResponseTemplate::new(200)
+                .set_body_json(serde_json::json!({"path": "/", "patterns": ["x"], "matches": [], "truncated": false})),
         ),
     );
     let found = fake::image(&client).grep("x").path("/etc").await.expect("grep");

@@ -28,23 +28,21 @@ fn owned(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
 #[crate::maybe]
 pub async fn grep_sends_every_option_and_reads_typed_rows() {
     let (mock, client) = fake::setup();
-    mock.mount(
-        wiremock::Mock::given(method("GET")).and(path(grep_path())).respond_with(
-            ResponseTemplate::new(200).set_body_json(json!({
-                "path": "/etc",
-                "patterns": ["^root", "daemon"],
-                "matches": [
-                    {"path": "/etc/passwd", "line_number": 1, "absolute_offset": 0,
-                     "line_text": "root:x:0:0:root:/root:/bin/sh\n", "line_bytes": 30,
-                     "submatches": [{"text": "root", "start": 0, "end": 4}], "type": "match"},
-                    {"path": "/etc/passwd", "line_number": 2, "absolute_offset": 30,
-                     "line_text": "daemon:x:1:1::/:/bin/false\n", "line_bytes": 27,
-                     "submatches": [], "type": "context"}
-                ],
-                "truncated": true
-            })),
-        ),
-    );
+    mock.mount(wiremock::Mock::given(method("GET")).and(path(grep_path())).respond_with(
+        ResponseTemplate::new(200).set_body_json(json!({
+            "path": "/etc",
+            "patterns": ["^root", "daemon"],
+            "matches": [
+                {"path": "/etc/passwd", "line_number": 1, "absolute_offset": 0,
+                 "line_text": "root:x:0:0:root:/root:/bin/sh\n", "line_bytes": 30,
+                 "submatches": [{"text": "root", "start": 0, "end": 4}], "type": "match"},
+                {"path": "/etc/passwd", "line_number": 2, "absolute_offset": 30,
+                 "line_text": "daemon:x:1:1::/:/bin/false\n", "line_bytes": 27,
+                 "submatches": [], "type": "context"}
+            ],
+            "truncated": true
+        })),
+    ));
     let image = fake::image(&client);
     let found = image
         .grep("^root")
@@ -154,7 +152,8 @@ pub async fn grep_errors_and_waiting_for_the_answer() {
             .and(path(grep_path()))
             .and(wiremock::matchers::query_param("pattern", "a("))
             .respond_with(
-                ResponseTemplate::new(400).set_body_json(json!({"error": "`pattern` `a(` is not a valid regex", "status": 400})),
+                ResponseTemplate::new(400)
+                    .set_body_json(json!({"error": "`pattern` `a(` is not a valid regex", "status": 400})),
             ),
     );
     mock.mount(

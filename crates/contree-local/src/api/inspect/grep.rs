@@ -122,9 +122,7 @@ impl GrepRequest {
                 return Err(ApiError::bad_request("`pattern` must not be empty"));
             }
             if p.chars().count() > MAX_PATTERN_CHARS {
-                return Err(ApiError::bad_request(format!(
-                    "`pattern` is longer than {MAX_PATTERN_CHARS} characters"
-                )));
+                return Err(ApiError::bad_request(format!("`pattern` is longer than {MAX_PATTERN_CHARS} characters")));
             }
         }
         let mut paths: Vec<String> = q.all("path").map(str::to_owned).collect();
@@ -169,7 +167,8 @@ pub(crate) fn build_matcher(patterns: &[String], case: Case) -> Result<Regex, Ap
     let insensitive = match case {
         Case::Insensitive => true,
         Case::Smart => {
-            let (literal, upper) = patterns.iter().map(|p| literal_case(p)).fold((false, false), |a, b| (a.0 | b.0, a.1 | b.1));
+            let (literal, upper) =
+                patterns.iter().map(|p| literal_case(p)).fold((false, false), |a, b| (a.0 | b.0, a.1 | b.1));
             literal && !upper
         }
         // Sensitive, and anything a newer spec adds until it is implemented here.
@@ -601,7 +600,10 @@ pub(crate) fn capped_text(bytes: &[u8], cap: usize) -> String {
 #[derive(Debug, PartialEq, Eq)]
 enum Step {
     /// A line: where it starts in the file and its real length (terminator included).
-    Line { offset: u64, len: u64 },
+    Line {
+        offset: u64,
+        len: u64,
+    },
     Eof,
     /// A NUL byte was read: the file is binary.
     Binary,
@@ -820,7 +822,8 @@ mod tests {
     #[test]
     fn context_lines_surround_matches_without_repeats() {
         let t = tempfile::tempdir().unwrap();
-        let text: String = (1..=12).map(|i| if i == 5 || i == 7 { format!("hit {i}\n") } else { format!("l{i}\n") }).collect();
+        let text: String =
+            (1..=12).map(|i| if i == 5 || i == 7 { format!("hit {i}\n") } else { format!("l{i}\n") }).collect();
         write(&t.path().join("f"), &text);
         let fs = RootFs::new(vec![Layer::at_root(t.path().to_path_buf())]);
         let (rows, _) = grep(&fs, "pattern=hit&before=2&after=2");
@@ -935,7 +938,8 @@ mod tests {
         let (rows, truncated) = grep_with(&fs, "pattern=needle", &Limits { max_bytes: 100_000, ..Limits::default() });
         assert!(rows.is_empty() && truncated);
         // The deadline too.
-        let (_, truncated) = grep_with(&fs, "pattern=needle", &Limits { deadline: Duration::ZERO, ..Limits::default() });
+        let (_, truncated) =
+            grep_with(&fs, "pattern=needle", &Limits { deadline: Duration::ZERO, ..Limits::default() });
         assert!(truncated);
         // And the answer's size.
         let (rows, truncated) =

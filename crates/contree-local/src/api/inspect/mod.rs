@@ -6,9 +6,9 @@ pub(crate) mod grep;
 pub(crate) mod rootfs;
 
 use std::io;
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 
 use axum::Json;
 use axum::body::{Body, Bytes};
