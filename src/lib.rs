@@ -176,8 +176,8 @@ pub use contree_core as core;
 #[doc(inline)]
 pub use contree_async::{
     Archive, Contree, ContreeBuilder, ContreeImage, ContreeProcess, ContreeSession, Detached, DirEntry, DynRead,
-    DynWrite, Files, Images, ImportImage, LineReader, ListImages, ListOperations, Operations, OutputTarget, PipeReader,
-    PreparedRun, RunEvent, RunEvents, SessionProcess, SessionTarget, Stdin, UploadSource,
+    DynWrite, Files, GrepImage, Images, ImportImage, LineReader, ListImages, ListOperations, Operations, OutputTarget,
+    PipeReader, PreparedRun, RunEvent, RunEvents, SessionProcess, SessionTarget, Stdin, UploadSource,
 };
 
 /// The blocking flavor: the same API without `async`, for scripts and tools. Every type is the
@@ -199,10 +199,10 @@ pub mod blocking {
     #[doc(inline)]
     pub use contree_blocking::{
         ArchiveSync, ContreeBuilderSync, ContreeImageSync, ContreeProcessSync, ContreeSessionSync, ContreeSync,
-        DetachedSync, DirEntrySync, DynReadSync, DynWriteSync, FilesSync, ImageIter, ImagesSync, ImportImageSync,
-        LineReaderSync, ListImagesSync, ListOperationsSync, OperationIter, OperationsSync, OutputTargetSync,
-        PipeReaderSync, PreparedRunSync, RunEventIter, RunEventSync, RunEventsSync, SessionProcessSync,
-        SessionTargetSync, StdinSync, UploadSourceSync,
+        DetachedSync, DirEntrySync, DynReadSync, DynWriteSync, FilesSync, GrepImageSync, ImageIter, ImagesSync,
+        ImportImageSync, LineReaderSync, ListImagesSync, ListOperationsSync, OperationIter, OperationsSync,
+        OutputTargetSync, PipeReaderSync, PreparedRunSync, RunEventIter, RunEventSync, RunEventsSync,
+        SessionProcessSync, SessionTargetSync, StdinSync, UploadSourceSync,
     };
 }
 

@@ -69,5 +69,6 @@ macro_rules! async_only_tests {
 async_only_tests!(
     aborting_a_task_running_a_run_cancels_it,
     timing_out_a_run_future_cancels_it,
-    dropping_a_run_stream_mid_run_cancels_it
+    dropping_a_run_stream_mid_run_cancels_it,
+    awaiting_a_grep_builder_sends_it
 );

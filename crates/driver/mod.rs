@@ -20,6 +20,7 @@
 pub(crate) mod client;
 pub(crate) mod events;
 pub(crate) mod files;
+pub(crate) mod grep;
 pub(crate) mod http;
 pub(crate) mod image;
 pub(crate) mod images;

@@ -28,7 +28,8 @@ macro_rules! e2e_scenarios {
             inspect_lists_reads_and_downloads,
             path_escapes_read_nothing,
             tags_move_between_images,
-            session_popen_text_mode_tag_as_and_operations
+            session_popen_text_mode_tag_as_and_operations,
+            grep_finds_lines_in_a_result_image
         );
     };
 }
@@ -318,4 +319,51 @@ pub async fn session_popen_text_mode_tag_as_and_operations() {
     let op = client.operations().get(ops[0].uuid).await.expect("get an operation");
     assert_eq!(op.uuid, ops[0].uuid);
     assert!(op.status.is_terminal() || op.status.is_active(), "{:?}", op.status);
+}
+
+/// `image.grep(…)` against a real server: layers (a file deleted by a later run is not
+/// found), globs, case, context, limits, and bad input refused before any request.
+#[crate::maybe]
+pub async fn grep_finds_lines_in_a_result_image() {
+    let (_c, base) = base();
+    let first = base
+        .shell(
+            "mkdir -p /srv/app/conf && printf 'port = 80\\nname = web\\n' > /srv/app/conf/web.conf \
+             && printf 'PORT=90\\n' > /srv/app/env && printf 'port = 1\\n' > /srv/app/old.conf",
+        )
+        .disposable(false)
+        .wait()
+        .await
+        .expect("setup");
+    let img = first.shell("rm /srv/app/old.conf").disposable(false).wait().await.expect("delete");
+
+    let found = img.grep("port").path("/srv/app").send().await.expect("grep");
+    let files: Vec<&str> = found.matches.iter().map(|m| m.path.as_str()).collect();
+    assert_eq!(files, ["/srv/app/conf/web.conf"], "the deleted file is gone, case is exact");
+    assert!(!found.truncated);
+    let row = &found.matches[0];
+    assert!(row.is_match());
+    assert_eq!((row.line_number, row.line_text.as_str()), (1, "port = 80\n"));
+    assert_eq!((row.submatches[0].start, row.submatches[0].end), (0, 4));
+    // The image below the deletion still has it.
+    let below = first.grep("port").path("/srv/app").glob("*.conf").send().await.expect("grep");
+    let files: Vec<&str> = below.matches.iter().map(|m| m.path.as_str()).collect();
+    assert_eq!(files, ["/srv/app/conf/web.conf", "/srv/app/old.conf"]);
+
+    let smart = img.grep("port").path("/srv/app").case(contree::models::GrepCase::Smart).send().await.expect("grep");
+    assert_eq!(smart.matches.len(), 2, "smart case: a lower-case pattern ignores case");
+    let ctx = img.grep("^port").path("/srv/app/conf/web.conf").after(1).send().await.expect("grep");
+    let kinds: Vec<bool> = ctx.matches.iter().map(|m| m.is_context()).collect();
+    assert_eq!(kinds, [false, true]);
+    assert_eq!(ctx.matches[1].line_text, "name = web\n");
+    let capped = img.grep("=").path("/srv/app").ignore_case().max_total(1).send().await.expect("grep");
+    assert_eq!(capped.matches.len(), 1);
+    assert!(capped.truncated);
+
+    let missing = img.grep("x").path("/srv/nope").send().await.unwrap_err();
+    assert!(missing.is_not_found(), "{missing}");
+    let bad = img.grep("a(").path("/srv/app").send().await.unwrap_err();
+    assert_eq!(bad.status(), Some(400), "{bad}");
+    let early = img.grep("").send().await.unwrap_err();
+    assert_eq!(early.argument(), Some("pattern"));
 }

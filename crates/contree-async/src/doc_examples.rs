@@ -164,6 +164,28 @@ assert_eq!(&counter[..], b"1\n2\n");
 "#
         )
     };
+    (image_grep) => {
+        $crate::doc_examples::wrap!(
+            r#"let found = base
+    .grep("^root:")
+    .pattern("^daemon:") // OR-ed with the first
+    .path("/etc")
+    .glob("passwd")
+    .after(1)
+    .send()
+    .await?;
+for row in found.matches.iter().filter(|m| m.is_match()) {
+    print!("{}:{}: {}", row.path, row.line_number, row.line_text);
+}
+if found.truncated {
+    println!("(a limit stopped the search early)");
+}
+// Bad input never reaches the server.
+let err = base.grep("").send().await.unwrap_err();
+assert_eq!(err.argument(), Some("pattern"));
+"#
+        )
+    };
     (image_ls) => {
         $crate::doc_examples::wrap!(
             r#"for entry in base.ls("/etc").await? {

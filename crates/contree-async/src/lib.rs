@@ -30,6 +30,7 @@ pub use contree_core::{
 };
 pub use driver::client::{Contree, ContreeBuilder};
 pub use driver::files::{Files, UploadSource};
+pub use driver::grep::GrepImage;
 pub use driver::image::{Archive, ContreeImage, DirEntry};
 pub use driver::images::{Images, ImportImage, ListImages};
 pub use driver::operations::{ListOperations, Operations};

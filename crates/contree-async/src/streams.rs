@@ -103,6 +103,16 @@ impl std::future::IntoFuture for crate::driver::images::ImportImage {
     }
 }
 
+impl std::future::IntoFuture for crate::driver::grep::GrepImage {
+    type Output = Result<contree_core::models::GrepResult>;
+    type IntoFuture = std::pin::Pin<Box<dyn std::future::Future<Output = Self::Output> + Send + 'static>>;
+
+    /// Awaiting the builder sends it (`send()`).
+    fn into_future(self) -> Self::IntoFuture {
+        Box::pin(self.send())
+    }
+}
+
 impl crate::driver::process::LineReader {
     /// The lines as a `Stream` (text mode). An error (a line that is not UTF-8) ends it.
     ///

@@ -97,6 +97,10 @@ macro_rules! declare {
         $($head)* ListOperationsSync $($rest)*
         pub(crate) type ListOperations = ListOperationsSync;
     };
+    (@name GrepImage ($($head:tt)*) ($($rest:tt)*)) => {
+        $($head)* GrepImageSync $($rest)*
+        pub(crate) type GrepImage = GrepImageSync;
+    };
     (@name DirEntry ($($head:tt)*) ($($rest:tt)*)) => {
         $($head)* DirEntrySync $($rest)*
         pub(crate) type DirEntry = DirEntrySync;

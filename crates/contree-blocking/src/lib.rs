@@ -33,6 +33,7 @@ pub use contree_core::{
 };
 pub use driver::client::{ContreeBuilderSync, ContreeSync};
 pub use driver::files::{FilesSync, UploadSourceSync};
+pub use driver::grep::GrepImageSync;
 pub use driver::image::{ArchiveSync, ContreeImageSync, DirEntrySync};
 pub use driver::images::{ImagesSync, ImportImageSync, ListImagesSync};
 pub use driver::operations::{ListOperationsSync, OperationsSync};

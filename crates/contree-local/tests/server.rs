@@ -962,6 +962,106 @@ async fn path_escapes_get_4xx_and_read_nothing() {
     assert_eq!(names, ["proc", "rootlink", "up"]);
 }
 
+/// `GET /inspect/{uuid}/grep` on real layers: what an upper layer deleted is not found, and
+/// the hostile parts of an image (symlinks out and in loops, a FIFO, a sparse 1 GiB file,
+/// binary data, a deep tree) are walked past without following, blocking or reading them all.
+#[tokio::test]
+async fn grep_searches_the_layers_confined_and_bounded() {
+    let api = Api::shared();
+    let deep = "/d".repeat(140);
+    let setup = format!(
+        "set -e; mkdir -p /srv/g/sub /srv/g{deep}; cd /srv/g; \
+         printf 'alpha needle\\nbeta\\ngamma\\n' > a.txt; printf 'needle to delete\\n' > gone.txt; \
+         printf 'needle\\000binary\\n' > bin.dat; printf 'x\\nNeedle caps\\n' > sub/c.md; \
+         ln -s / rootlink; ln -s loop2 loop1; ln -s loop1 loop2; ln -s a.txt alink; \
+         mkfifo fifo; truncate -s 1G sparse; printf 'needle deep\\n' > /srv/g{deep}/bottom"
+    );
+    let a = api.run(json!({"command": setup, "shell": true, "image": base_image()})).await;
+    assert_eq!(a["status"], "SUCCESS", "{a}");
+    let a = a["result_image_uuid"].as_str().unwrap().to_owned();
+    let b = api.run(json!({"command": "rm /srv/g/gone.txt", "shell": true, "image": a})).await;
+    let b = b["result_image_uuid"].as_str().unwrap().to_owned();
+    let grep = |img: &str, query: &str| {
+        let (api, url) = (api.clone(), format!("/inspect/{img}/grep?{query}"));
+        async move {
+            let r = tokio::time::timeout(Duration::from_secs(30), api.get(&url)).await.expect("grep answers in time");
+            let status = r.status();
+            (status, r.json::<Value>().await.unwrap())
+        }
+    };
+    let files = |v: &Value| -> Vec<String> {
+        let mut p: Vec<String> =
+            v["matches"].as_array().unwrap().iter().map(|m| m["path"].as_str().unwrap().to_owned()).collect();
+        p.dedup();
+        p
+    };
+
+    let (status, v) = grep(&b, "pattern=needle&path=/srv/g").await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(files(&v), ["/srv/g/a.txt"], "no deleted, binary, linked or too-deep file: {v}");
+    assert_eq!(v["path"], "/srv/g");
+    assert_eq!(v["patterns"], json!(["needle"]));
+    assert_eq!(v["truncated"], true, "the tree below the depth cap was not searched");
+    assert_eq!(
+        v["matches"][0],
+        json!({"path": "/srv/g/a.txt", "line_number": 1, "absolute_offset": 0, "line_text": "alpha needle\n",
+               "line_bytes": 13, "submatches": [{"text": "needle", "start": 6, "end": 12}], "type": "match"})
+    );
+    // The image below the deletion still has the file.
+    let (_, v) = grep(&a, "pattern=needle&path=/srv/g/gone.txt").await;
+    assert_eq!(files(&v), ["/srv/g/gone.txt"]);
+    assert_eq!(v["truncated"], false);
+    assert_eq!(grep(&b, "pattern=needle&path=/srv/g/gone.txt").await.0, StatusCode::NOT_FOUND);
+
+    // Case, globs, several roots, context.
+    let (_, v) = grep(&b, "pattern=needle&path=/srv/g/sub&path=/srv/g/a.txt&case=smart").await;
+    assert_eq!(files(&v), ["/srv/g/sub/c.md", "/srv/g/a.txt"]);
+    assert_eq!(v["path"], "/srv/g/sub");
+    let (_, v) = grep(&b, "pattern=Needle&path=/srv/g&case=smart&glob=*.md").await;
+    assert_eq!(files(&v), ["/srv/g/sub/c.md"]);
+    let (_, v) = grep(&b, "pattern=needle&path=/srv/g&case=insensitive&glob=!sub/").await;
+    assert_eq!(files(&v), ["/srv/g/a.txt"]);
+    let (_, v) = grep(&b, "pattern=beta&path=/srv/g/a.txt&before=1&after=5").await;
+    let rows: Vec<(u64, &str)> = v["matches"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| (m["line_number"].as_u64().unwrap(), m["type"].as_str().unwrap()))
+        .collect();
+    assert_eq!(rows, [(1, "context"), (2, "match"), (3, "context")]);
+    // A root given through a symlink is resolved inside the image.
+    let (_, v) = grep(&b, "pattern=needle&path=/srv/g/rootlink/srv/g/alink").await;
+    assert_eq!(files(&v), ["/srv/g/a.txt"]);
+    // max_total stops the search and says so.
+    let (_, v) = grep(&a, "pattern=needle&path=/srv/g&max_total=1").await;
+    assert_eq!(v["matches"].as_array().unwrap().len(), 1);
+    assert_eq!(v["truncated"], true);
+
+    // Nothing outside the image: the server's database is not reachable by any root.
+    let db = shared().data_dir().join("db.sqlite").display().to_string();
+    for p in [format!("/srv/g/rootlink{db}"), format!("/../../..{db}"), format!("/srv/g/rootlink/../..{db}")] {
+        let (status, _) = grep(&b, &format!("pattern=SQLite&path={}", encode(&p))).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{p}");
+    }
+    let (status, _) = grep(&b, "pattern=x&path=/srv/g/loop1").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "a symlink loop as a root");
+
+    // Bad input is a 400 that names the parameter; unknown images and paths are 404.
+    for (query, name) in [
+        ("path=/srv", "pattern"),
+        ("pattern=a(", "pattern"),
+        ("pattern=a&max_total=0", "max_total"),
+        ("pattern=a&before=51", "before"),
+        ("pattern=a&case=loud", "case"),
+    ] {
+        let (status, v) = grep(&b, query).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{query}: {v}");
+        assert!(v["error"].as_str().unwrap().contains(&format!("`{name}`")), "{query}: {v}");
+    }
+    assert_eq!(grep(&b, "pattern=a&path=/nope").await.0, StatusCode::NOT_FOUND);
+    assert_eq!(grep(&uuid::Uuid::new_v4().to_string(), "pattern=a").await.0, StatusCode::NOT_FOUND);
+}
+
 #[tokio::test]
 async fn popen_stdin_streaming_and_kill() {
     let api = Api::shared();

@@ -68,3 +68,17 @@ pub async fn dropping_a_run_stream_mid_run_cancels_it() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert!(mock.requests_to("DELETE", &fake::op_path(OP)).is_empty());
 }
+
+/// A grep builder is `IntoFuture`: awaiting it sends it.
+pub async fn awaiting_a_grep_builder_sends_it() {
+    let (mock, client) = fake::setup();
+    mock.mount(
+        wiremock::Mock::given(method("GET")).and(path(format!("/v1/inspect/{}/grep", fake::IMAGE))).respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(serde_json::json!({"path": "/", "patterns": ["x"], "matches": [], "truncated": false})),
+        ),
+    );
+    let found = fake::image(&client).grep("x").path("/etc").await.expect("grep");
+    assert_eq!(found.patterns, ["x"]);
+    assert_eq!(mock.requests().len(), 1);
+}

@@ -11,6 +11,7 @@ use crate::support::Mock;
 pub mod fake;
 
 mod cancel;
+mod grep;
 mod inspect;
 mod misuse;
 mod parity;
@@ -21,6 +22,7 @@ mod spawn_body;
 mod sse;
 
 pub use cancel::*;
+pub use grep::*;
 pub use inspect::*;
 pub use misuse::*;
 pub use parity::*;
@@ -91,7 +93,11 @@ macro_rules! exec_scenarios {
             prepared_run_shows_its_stdin,
             process_text_mode_yields_checked_lines,
             apply_files_takes_specs_and_plain_paths,
-            dir_entries_read_list_and_download
+            dir_entries_read_list_and_download,
+            // grep
+            grep_sends_every_option_and_reads_typed_rows,
+            grep_bad_arguments_are_rejected_before_any_request,
+            grep_errors_and_waiting_for_the_answer
         );
     };
 }

@@ -137,6 +137,59 @@ pub struct GrepMatch {
     pub match_type: GrepMatchType,
 }
 
+impl GrepMatch {
+    /// Whether this row is an actual match (not a context line).
+    pub fn is_match(&self) -> bool {
+        self.match_type == GrepMatchType::Match
+    }
+
+    /// Whether this row is a `before`/`after` context line.
+    pub fn is_context(&self) -> bool {
+        self.match_type == GrepMatchType::Context
+    }
+}
+
+/// How grep compares letters: the `case` query parameter of `GET /inspect/{uuid}/grep`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub enum GrepCase {
+    /// Letters must match exactly (the server's default).
+    #[default]
+    Sensitive,
+    /// Upper and lower case are the same.
+    Insensitive,
+    /// Insensitive, unless a pattern holds an upper-case letter (ripgrep's `--smart-case`;
+    /// escapes such as `\W` do not count).
+    Smart,
+}
+
+impl GrepCase {
+    /// The wire spelling: `sensitive`, `insensitive` or `smart`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            GrepCase::Sensitive => "sensitive",
+            GrepCase::Insensitive => "insensitive",
+            GrepCase::Smart => "smart",
+        }
+    }
+
+    /// Reads the wire spelling (exact, as the spec's enum); `None` for anything else.
+    pub fn from_wire(value: &str) -> Option<GrepCase> {
+        match value {
+            "sensitive" => Some(GrepCase::Sensitive),
+            "insensitive" => Some(GrepCase::Insensitive),
+            "smart" => Some(GrepCase::Smart),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for GrepCase {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// Answer of `GET /inspect/{uuid}/grep`. Spec `GrepResult`.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(default)]
@@ -217,5 +270,17 @@ mod tests {
         assert_eq!(r.matches[2].match_type, GrepMatchType::Other("summary".into()));
         assert_eq!(serde_json::to_value(&r.matches[1]).unwrap()["type"], json!("context"));
         assert!(!r.truncated);
+        assert!(r.matches[0].is_match() && !r.matches[0].is_context());
+        assert!(r.matches[1].is_context() && !r.matches[1].is_match());
+    }
+
+    #[test]
+    fn grep_case_round_trips_its_wire_spelling() {
+        for case in [GrepCase::Sensitive, GrepCase::Insensitive, GrepCase::Smart] {
+            assert_eq!(GrepCase::from_wire(case.as_str()), Some(case));
+        }
+        assert_eq!(GrepCase::default(), GrepCase::Sensitive);
+        assert_eq!(GrepCase::from_wire("Smart"), None);
+        assert_eq!(GrepCase::Smart.to_string(), "smart");
     }
 }

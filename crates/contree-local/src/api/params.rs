@@ -35,6 +35,11 @@ impl Query {
         self.0.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
     }
 
+    /// Every value of a repeatable `name` (`?pattern=a&pattern=b`), in order.
+    pub fn all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.0.iter().filter(move |(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+
     /// An HTTP-flag boolean: `?x` and `?x=1` enable, `?x=0` and absence disable.
     pub fn flag(&self, name: &str) -> bool {
         match self.get(name) {
@@ -84,6 +89,15 @@ impl Query {
                 ))
             }),
         }
+    }
+}
+
+#[cfg(test)]
+impl Query {
+    /// A query from its raw text (`a=1&b=2`), for other modules' tests.
+    pub fn parse_for_tests(raw: &str) -> Query {
+        let uri: axum::http::Uri = format!("/x?{raw}").parse().expect("a valid query");
+        Query(axum::extract::Query::<Vec<(String, String)>>::try_from_uri(&uri).expect("a valid query").0)
     }
 }
 

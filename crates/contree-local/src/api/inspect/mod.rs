@@ -1,18 +1,21 @@
 //! `/inspect`: read an image without running it — tag lookup, metadata, file download, tar
-//! archive and directory listing. Every path is resolved inside the image (see [`rootfs`]).
+//! archive, directory listing and grep. Every path is resolved inside the image (see [`rootfs`]).
 
 pub(crate) mod archive;
+pub(crate) mod grep;
 pub(crate) mod rootfs;
 
 use std::io;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use axum::Json;
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use contree_core::models::{DirectoryList, FileItem, Image, NameOrId};
+use contree_core::models::{DirectoryList, FileItem, GrepResult, Image, NameOrId};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use uuid::Uuid;
@@ -325,9 +328,83 @@ pub(crate) async fn list(
     Ok(Json(listing).into_response())
 }
 
-/// `GET /inspect/{uuid}/grep`: not provided by contree-local.
-pub(crate) async fn grep() -> ApiError {
-    ApiError::not_implemented("contree-local does not implement /inspect/{uuid}/grep")
+/// A grep root that cannot be resolved: 404 when missing, 400 otherwise (the spec gives
+/// grep no 422).
+fn grep_root_error(path: &str, e: ResolveError) -> ApiError {
+    match e {
+        ResolveError::Loop => ApiError::bad_request(format!("`{path}`: too many levels of symbolic links")),
+        other => resolve_error(path, other),
+    }
+}
+
+/// Extra time the handler gives a search past its own deadline before answering without it
+/// (one regex call over one long line cannot be interrupted).
+const GREP_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Tells the search to stop when the request goes away (client gone, or answered early).
+struct CancelOnDrop(Arc<grep::Progress>);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.cancel.store(true, Ordering::Relaxed);
+    }
+}
+
+/// `GET /inspect/{uuid}/grep?pattern=…[&path=…][&glob=…]…` → a [`GrepResult`]: a content
+/// search of the image's files (see [`grep`] for the semantics and the limits).
+pub(crate) async fn grep(
+    State(state): State<AppState>,
+    Path(image): Path<String>,
+    q: Query,
+) -> Result<Json<GrepResult>, ApiError> {
+    let uuid = parse_uuid(&image, "image")?;
+    let req = grep::GrepRequest::from_query(&q)?;
+    let patterns = req.patterns.clone();
+    let limits = grep::Limits::default();
+    let hard_limit = limits.deadline + GREP_GRACE;
+    let progress = Arc::new(grep::Progress::default());
+    let _cancel = CancelOnDrop(progress.clone());
+    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel::<Result<String, ApiError>>();
+    let worker = tokio::task::spawn_blocking({
+        let progress = progress.clone();
+        move || {
+            // Everything that can be a 4xx happens before the search starts.
+            let setup = image_fs(&state, uuid).and_then(|fs| {
+                let roots = req
+                    .paths
+                    .iter()
+                    .map(|p| fs.resolve(p, true).map_err(|e| grep_root_error(p, e)))
+                    .collect::<Result<Vec<Node>, ApiError>>()?;
+                Ok((fs, roots))
+            });
+            let (fs, roots) = match setup {
+                Ok(v) => v,
+                Err(e) => {
+                    let _ = ready_tx.send(Err(e));
+                    return;
+                }
+            };
+            let mut search = match grep::Search::new(&fs, &req, &limits, &progress) {
+                Ok(s) => s,
+                Err(e) => {
+                    let _ = ready_tx.send(Err(e));
+                    return;
+                }
+            };
+            let first = roots.first().map(Node::image_path).unwrap_or_else(|| "/".to_owned());
+            if ready_tx.send(Ok(first)).is_ok() {
+                search.run(&roots);
+            }
+        }
+    });
+    let first = ready_rx.await.map_err(|_| ApiError::internal("the grep task ended before it started"))??;
+    if tokio::time::timeout(hard_limit, worker).await.is_err() {
+        tracing::warn!(image = %uuid, "a grep overran its deadline; answering with what it found");
+        progress.cancel.store(true, Ordering::Relaxed);
+        progress.truncated.store(true, Ordering::Relaxed);
+    }
+    let matches = std::mem::take(&mut *progress.rows.lock().unwrap_or_else(|p| p.into_inner()));
+    Ok(Json(GrepResult { path: first, patterns, matches, truncated: progress.truncated.load(Ordering::Relaxed) }))
 }
 
 #[cfg(test)]

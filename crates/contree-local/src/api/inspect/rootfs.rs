@@ -268,13 +268,27 @@ impl RootFs {
 
     /// The merged entries of a directory node, sorted by name.
     pub fn list(&self, dir: &Node) -> Result<Vec<Node>, ResolveError> {
+        self.list_bounded(dir, usize::MAX).map(|(nodes, _)| nodes)
+    }
+
+    /// Like [`list`](Self::list), but reads at most `max_names` names across the layers
+    /// (a hostile image may hold a directory of millions of entries). The flag is false when
+    /// the cap cut the listing short; the entries returned are then a sorted subset.
+    pub fn list_bounded(&self, dir: &Node, max_names: usize) -> Result<(Vec<Node>, bool), ResolveError> {
         if !dir.is_dir() {
             return Err(ResolveError::NotADirectory);
         }
         // First occurrence of a name wins, whiteouts included (they hide lower entries).
         let mut seen: HashMap<OsString, bool> = HashMap::new();
-        for host_dir in &dir.dirs {
+        let mut read = 0usize;
+        let mut complete = true;
+        'layers: for host_dir in &dir.dirs {
             for entry in std::fs::read_dir(host_dir)? {
+                if read >= max_names {
+                    complete = false;
+                    break 'layers;
+                }
+                read += 1;
                 let entry = entry?;
                 let name = entry.file_name();
                 if seen.contains_key(&name) {
@@ -297,7 +311,7 @@ impl RootFs {
                 out.push(node);
             }
         }
-        Ok(out)
+        Ok((out, complete))
     }
 
     /// The target of a symlink node, as stored (not resolved).
@@ -385,7 +399,8 @@ fn openat2_beneath(root: &File, rel: &Path) -> io::Result<File> {
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL byte in path"))?;
     // SAFETY: `open_how` is a plain C struct; all-zero is a valid starting value.
     let mut how: libc::open_how = unsafe { std::mem::zeroed() };
-    how.flags = (libc::O_RDONLY | libc::O_CLOEXEC | libc::O_NOFOLLOW | libc::O_NOCTTY) as u64;
+    // O_NONBLOCK: opening a FIFO must never hang a reader (regular files ignore the flag).
+    how.flags = (libc::O_RDONLY | libc::O_CLOEXEC | libc::O_NOFOLLOW | libc::O_NOCTTY | libc::O_NONBLOCK) as u64;
     how.resolve = libc::RESOLVE_BENEATH | libc::RESOLVE_NO_SYMLINKS | libc::RESOLVE_NO_MAGICLINKS;
     // SAFETY: valid dirfd, NUL-terminated path, and a pointer/size pair for `how`.
     let fd = unsafe {
