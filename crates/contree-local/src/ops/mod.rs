@@ -63,6 +63,15 @@ pub(crate) struct RunLimits {
     pub networking_by_default: bool,
 }
 
+/// How registry imports are done ([`LocalConfig`](crate::LocalConfig)'s import fields).
+#[derive(Debug, Clone)]
+pub(crate) struct ImportSettings {
+    /// Registries reached over plain HTTP besides loopback ones.
+    pub insecure_registries: Vec<String>,
+    /// The most bytes one imported image may unpack to.
+    pub max_bytes: u64,
+}
+
 /// The operation registry, shared by every request handler.
 pub(crate) struct Ops {
     pub store: Store,
@@ -77,6 +86,7 @@ pub(crate) struct Ops {
     /// Caps run layers at `max_layer_bytes`; `None` where the data dir can't (the start-up
     /// log says why, and spawns that set the cap are refused).
     pub layer_quota: Option<crate::layer_quota::LayerQuota>,
+    pub imports: ImportSettings,
     queue: Arc<Semaphore>,
     /// Runs admitted but not started yet (see [`QueueSlot`]).
     queued: Arc<AtomicUsize>,
@@ -124,6 +134,7 @@ impl Ops {
         limits: RunLimits,
         cgroups: Option<Arc<crate::sandbox::cgroup::Cgroups>>,
         layer_quota: Option<crate::layer_quota::LayerQuota>,
+        imports: ImportSettings,
     ) -> Arc<Self> {
         Arc::new(Ops {
             store,
@@ -135,6 +146,7 @@ impl Ops {
             limits,
             cgroups,
             layer_quota,
+            imports,
             live: Mutex::new(HashMap::new()),
             drained: Notify::new(),
             closing: AtomicBool::new(false),
