@@ -174,6 +174,10 @@ impl Layer {
                     let (u, g) = self.host_ids(0, 0);
                     std::os::unix::fs::lchown(&dir, Some(u), Some(g)).map_err(|e| io_msg("chown", &dir, e))?;
                 }
+                // Only hard link targets are walked without creating.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    return Err(format!("the hard link target `{}` is not a file of the same layer", show(raw)));
+                }
                 Err(e) => return Err(format!("the entry `{}`: {}", show(raw), e)),
             }
         }
@@ -395,5 +399,201 @@ impl<R: BufRead> Read for ZstdFrames<R> {
             }
             self.in_frame = false;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+
+    use super::*;
+
+    const IDS_BASE: u32 = 2_000_000_000;
+
+    fn ids() -> IdRange {
+        IdRange::new(IDS_BASE, 65536).unwrap()
+    }
+
+    /// A tar entry with a raw name (hostile names included: `tar::Builder` would refuse them).
+    struct E<'a> {
+        name: &'a [u8],
+        kind: tar::EntryType,
+        data: &'a [u8],
+        link: &'a [u8],
+        mode: u32,
+        uid: u64,
+    }
+
+    fn e<'a>(name: &'a str, kind: tar::EntryType) -> E<'a> {
+        E { name: name.as_bytes(), kind, data: b"", link: b"", mode: 0o644, uid: 0 }
+    }
+
+    fn file<'a>(name: &'a str, data: &'a [u8]) -> E<'a> {
+        E { data, ..e(name, tar::EntryType::Regular) }
+    }
+
+    fn link<'a>(name: &'a str, kind: tar::EntryType, target: &'a str) -> E<'a> {
+        E { link: target.as_bytes(), ..e(name, kind) }
+    }
+
+    fn tar(entries: &[E<'_>]) -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        for en in entries {
+            let mut h = tar::Header::new_gnu();
+            let gnu = h.as_gnu_mut().unwrap();
+            gnu.name[..en.name.len()].copy_from_slice(en.name);
+            gnu.linkname[..en.link.len()].copy_from_slice(en.link);
+            h.set_entry_type(en.kind);
+            h.set_size(en.data.len() as u64);
+            h.set_mode(en.mode);
+            h.set_uid(en.uid);
+            h.set_gid(en.uid);
+            h.set_mtime(1_700_000_000);
+            h.set_cksum();
+            b.append(&h, en.data).unwrap();
+        }
+        b.into_inner().unwrap()
+    }
+
+    fn unpack(bytes: &[u8], compression: Compression) -> (tempfile::TempDir, Result<Unpacked, String>) {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("layer");
+        fs::create_dir(&dest).unwrap();
+        let mut budget = Budget::new(1 << 20, 1000);
+        let r = unpack_layer(bytes, compression, &dest, ids(), &mut budget);
+        (dir, r)
+    }
+
+    #[test]
+    fn files_links_owners_and_whiteouts_become_an_overlay_layer() {
+        use tar::EntryType as T;
+        let bytes = tar(&[
+            E { mode: 0o700, uid: 1000, ..e("home/user/", T::Directory) },
+            E { uid: 1000, mode: 0o600, ..file("home/user/notes", b"hello") },
+            file("/etc/os-release", b"ID=test\n"),
+            link("bin/sh", T::Symlink, "busybox"),
+            link("bin/hard", T::Link, "etc/os-release"),
+            e("run/fifo", T::Fifo),
+            e("dev/sda", T::Block),
+            e("etc/.wh.passwd", T::Regular),
+            e("var/cache/.wh..wh..opq", T::Regular),
+            // A whiteout never hides an entry of its own layer.
+            file("etc/keep", b"k"),
+            e("etc/.wh.keep", T::Regular),
+            // A huge uid is beyond the range: it becomes the range's root.
+            E { uid: 4_000_000_000, ..file("odd", b"") },
+        ]);
+        let (dir, r) = unpack(&bytes, Compression::None);
+        let out = r.unwrap();
+        let l = dir.path().join("layer");
+        assert_eq!(out.skipped_devices, 1);
+        assert_eq!(out.whiteouts, 3);
+        assert_eq!(fs::read(l.join("home/user/notes")).unwrap(), b"hello");
+        let m = fs::metadata(l.join("home/user/notes")).unwrap();
+        assert_eq!((m.uid(), m.gid(), m.mode() & 0o7777), (IDS_BASE + 1000, IDS_BASE + 1000, 0o600));
+        assert_eq!(fs::metadata(l.join("home/user")).unwrap().mode() & 0o7777, 0o700);
+        assert_eq!(fs::metadata(l.join("home")).unwrap().uid(), IDS_BASE, "made parents belong to the range's root");
+        assert_eq!(fs::read(l.join("etc/os-release")).unwrap(), b"ID=test\n", "absolute paths are read from the layer root");
+        assert_eq!(fs::read_link(l.join("bin/sh")).unwrap(), Path::new("busybox"));
+        assert_eq!(fs::metadata(l.join("bin/hard")).unwrap().ino(), fs::metadata(l.join("etc/os-release")).unwrap().ino());
+        assert!(fs::symlink_metadata(l.join("run/fifo")).unwrap().file_type().is_fifo());
+        assert!(fs::symlink_metadata(l.join("dev/sda")).is_err(), "device nodes are skipped");
+        let wh = fs::symlink_metadata(l.join("etc/passwd")).unwrap();
+        assert!(wh.file_type().is_char_device() && wh.rdev() == 0, "an overlay whiteout");
+        assert_eq!(xattr(&l.join("var/cache")), Some(b"y".to_vec()), "an opaque directory");
+        assert_eq!(fs::read(l.join("etc/keep")).unwrap(), b"k");
+        assert!(fs::symlink_metadata(l.join("etc/.wh.passwd")).is_err());
+        assert_eq!(fs::metadata(l.join("odd")).unwrap().uid(), IDS_BASE);
+    }
+
+    fn xattr(p: &Path) -> Option<Vec<u8>> {
+        let c = cpath(p).unwrap();
+        let mut buf = [0u8; 16];
+        // SAFETY: valid path and buffer.
+        let n = unsafe {
+            libc::lgetxattr(c.as_ptr(), c"trusted.overlay.opaque".as_ptr(), buf.as_mut_ptr().cast(), buf.len())
+        };
+        (n >= 0).then(|| buf[..n as usize].to_vec())
+    }
+
+    #[test]
+    fn hostile_paths_never_leave_the_layer() {
+        use tar::EntryType as T;
+        let cases: Vec<(&str, Vec<u8>)> = vec![
+            ("`..`", tar(&[file("../escaped", b"x")])),
+            ("`..`", tar(&[file("a/../../escaped", b"x")])),
+            ("symbolic link", tar(&[link("sneaky", T::Symlink, "/tmp"), file("sneaky/escaped", b"x")])),
+            ("symbolic link", tar(&[link("up", T::Symlink, ".."), file("up/escaped", b"x")])),
+            ("`..`", tar(&[link("h", T::Link, "../../../etc/passwd")])),
+            ("symbolic link", tar(&[link("d", T::Symlink, "/etc"), link("h", T::Link, "d/passwd")])),
+            ("not a file of the same layer", tar(&[link("h", T::Link, "etc/passwd")])),
+            ("not a directory", tar(&[file("f", b"x"), file("f/g", b"y")])),
+        ];
+        for (why, bytes) in cases {
+            let (dir, r) = unpack(&bytes, Compression::None);
+            let err = r.unwrap_err();
+            assert!(err.contains(why), "{why}: {err}");
+            assert!(!dir.path().join("escaped").exists());
+        }
+        assert!(!Path::new("/tmp/escaped").exists());
+        // A symlink may point anywhere: it is only followed inside the sandbox.
+        let (dir, r) = unpack(&tar(&[link("etc/passwd", T::Symlink, "/etc/shadow")]), Compression::None);
+        r.unwrap();
+        assert_eq!(fs::read_link(dir.path().join("layer/etc/passwd")).unwrap(), Path::new("/etc/shadow"));
+    }
+
+    #[test]
+    fn sizes_and_entry_counts_are_bounded() {
+        let big = vec![0u8; 4096];
+        let bytes = tar(&[file("a", &big), file("b", &big)]);
+        let dir = tempfile::tempdir().unwrap();
+        let mut budget = Budget::new(6000, 1000);
+        let err = unpack_layer(&bytes[..], Compression::None, dir.path(), ids(), &mut budget).unwrap_err();
+        assert!(err.contains("more than 6000 bytes"), "{err}");
+        let dir = tempfile::tempdir().unwrap();
+        let mut budget = Budget::new(1 << 20, 1);
+        let err = unpack_layer(&bytes[..], Compression::None, dir.path(), ids(), &mut budget).unwrap_err();
+        assert!(err.contains("more than 1 files"), "{err}");
+        // A compressed bomb is bounded the same way: 8 MiB of zeros, a few KiB gzipped.
+        let zeros = vec![0u8; 8 << 20];
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        std::io::Write::write_all(&mut gz, &tar(&[file("zeros", &zeros)])).unwrap();
+        let gz = gz.finish().unwrap();
+        assert!(gz.len() < 64 << 10);
+        let (_d, r) = unpack(&gz, Compression::Gzip);
+        assert!(r.unwrap_err().contains("more than 1048576 bytes"));
+    }
+
+    #[test]
+    fn gzip_and_multi_frame_zstd_layers_unpack() {
+        let bytes = tar(&[file("a", b"alpha"), file("b", b"beta")]);
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        std::io::Write::write_all(&mut gz, &bytes).unwrap();
+        let (dir, r) = unpack(&gz.finish().unwrap(), Compression::Gzip);
+        assert_eq!(r.unwrap().entries, 2);
+        assert_eq!(fs::read(dir.path().join("layer/b")).unwrap(), b"beta");
+
+        // Two frames, split in the middle of the archive.
+        let (x, y) = bytes.split_at(700);
+        let mut zst = ruzstd::encoding::compress_to_vec(x, ruzstd::encoding::CompressionLevel::Fastest);
+        zst.extend(ruzstd::encoding::compress_to_vec(y, ruzstd::encoding::CompressionLevel::Fastest));
+        let (dir, r) = unpack(&zst, Compression::Zstd);
+        assert_eq!(r.unwrap().entries, 2);
+        assert_eq!(fs::read(dir.path().join("layer/a")).unwrap(), b"alpha");
+
+        // Content that isn't what the media type says fails with a message.
+        let (_d, r) = unpack(&bytes, Compression::Zstd);
+        assert!(r.unwrap_err().contains("cannot read the layer archive"));
+    }
+
+    #[test]
+    fn media_types() {
+        assert_eq!(Compression::from_media_type("application/vnd.oci.image.layer.v1.tar+zstd"), Some(Compression::Zstd));
+        assert_eq!(
+            Compression::from_media_type("application/vnd.docker.image.rootfs.diff.tar.gzip"),
+            Some(Compression::Gzip)
+        );
+        assert_eq!(Compression::from_media_type("application/vnd.docker.image.rootfs.foreign.diff.tar.gzip"), None);
+        assert_eq!(Compression::from_media_type("application/vnd.oci.image.layer.v1.tar+bzip2"), None);
     }
 }
