@@ -42,3 +42,163 @@ macro_rules! async_tests {
 
 registry_scenarios!(async_tests);
 
+
+/// Server-side behaviour seen over plain HTTP: progress events, the masked password, the
+/// import timeout and the size bound. Async only: they don't depend on the SDK's flavor.
+mod server_side {
+    use std::time::{Duration, Instant};
+
+    use contree::models::{EventPayload, OperationEvent};
+    use serde_json::{Value, json};
+
+    use crate::support::registry::{self as reg, Entry, busybox_layer, config, gzip_layer, host_arch, tar};
+
+    /// `POST /v1/images/import`, then the operation once it ended (polled, bounded).
+    async fn import(base: &str, token: &str, body: Value) -> Value {
+        let http = reqwest::Client::new();
+        let created: Value = http
+            .post(format!("{base}/v1/images/import"))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+            .error_for_status()
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let id = created["uuid"].as_str().unwrap().to_owned();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let op: Value = http
+                .get(format!("{base}/v1/operations/{id}"))
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            if matches!(op["status"].as_str(), Some("SUCCESS" | "FAILED" | "CANCELLED")) {
+                return op;
+            }
+            assert!(Instant::now() < deadline, "the import did not end: {op}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// The `stdout` lines of an operation's event log.
+    async fn progress(base: &str, token: &str, id: &str) -> String {
+        let body = reqwest::Client::new()
+            .get(format!("{base}/v1/operations/{id}/events"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let mut out = String::new();
+        for line in body.lines() {
+            let Some(data) = line.strip_prefix("data:") else { continue };
+            let ev: OperationEvent = serde_json::from_str(data.trim()).unwrap();
+            if let EventPayload::Stdout(s) = ev.payload() {
+                out.push_str(&String::from_utf8(s.to_bytes().unwrap()).unwrap());
+            }
+        }
+        out
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn progress_is_logged_and_the_password_is_masked() {
+        let server = crate::support_local::local_server();
+        let (base, token) = (server.base_url(), server.token());
+        let r = reg::auth_registry();
+        reg::push_image(r, "test/progress", "1", &[busybox_layer()], &config(host_arch(), &[], None));
+        let op = import(
+            base,
+            token,
+            json!({
+                "registry": {"url": format!("docker://{}/test/progress:1", r.addr),
+                             "credentials": {"username": reg::USER, "password": reg::PASSWORD}},
+                "tag": "progress:1",
+            }),
+        )
+        .await;
+        assert_eq!(op["status"], "SUCCESS", "{op}");
+        assert!(!op.to_string().contains(reg::PASSWORD), "{op}");
+        assert_eq!(op["metadata"]["registry"]["credentials"]["password"], "<MASKED>");
+        let id = op["uuid"].as_str().unwrap();
+        let log = progress(base, token, id).await;
+        assert!(log.contains("resolving docker://"), "{log}");
+        assert!(log.contains("layer 1/1 sha256:") && log.contains("downloaded"), "{log}");
+        assert!(log.contains("unpacked"), "{log}");
+        assert!(log.contains(&format!("image {}", op["result"]["image"].as_str().unwrap())), "{log}");
+        assert!(!log.contains(reg::PASSWORD));
+
+        // Importing it again: nothing downloaded, the same image.
+        let again = import(
+            base,
+            token,
+            json!({"registry": {"url": format!("docker://{}/test/progress:1", r.addr),
+                                "credentials": {"username": reg::USER, "password": reg::PASSWORD}}}),
+        )
+        .await;
+        assert_eq!(again["result"]["image"], op["result"]["image"]);
+        let log = progress(base, token, again["uuid"].as_str().unwrap()).await;
+        assert!(log.contains("unchanged") && !log.contains("downloaded"), "{log}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_registry_that_never_answers_times_out() {
+        // Accepts connections and never answers.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        std::thread::spawn(move || {
+            let mut held = Vec::new();
+            for s in listener.incoming().take(16) {
+                held.push(s);
+            }
+        });
+        let server = crate::support_local::local_server();
+        let started = Instant::now();
+        let op = import(
+            server.base_url(),
+            server.token(),
+            json!({"registry": {"url": format!("docker://{addr}/test/stalled:1")}, "timeout": 2}),
+        )
+        .await;
+        assert_eq!(op["status"], "FAILED", "{op}");
+        assert!(op["error"].as_str().unwrap().contains("timed out after 2 s"), "{op}");
+        assert!(started.elapsed() < Duration::from_secs(15), "{:?}", started.elapsed());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_image_larger_than_the_import_limit_fails() {
+        // A server of its own, with a 1 MiB cap on what an import unpacks.
+        let server = std::thread::spawn(|| {
+            contree_local::LocalServer::start_blocking(
+                contree_local::LocalConfig::default().with_max_import_bytes(1 << 20),
+            )
+            .expect("start")
+        })
+        .join()
+        .unwrap();
+        let r = reg::open_registry();
+        // 8 MiB of zeros: a few KiB compressed.
+        let zeros = vec![0u8; 8 << 20];
+        let bomb = gzip_layer(&tar(&[Entry::File("zeros", &zeros, 0o644)]));
+        assert!(bomb.blob.len() < 1 << 20);
+        reg::push_image(r, "test/bomb", "1", &[bomb], &config(host_arch(), &[], None));
+        let op = import(
+            server.base_url(),
+            server.token(),
+            json!({"registry": {"url": format!("docker://{}/test/bomb:1", r.addr)}}),
+        )
+        .await;
+        assert_eq!(op["status"], "FAILED", "{op}");
+        assert!(op["error"].as_str().unwrap().contains("more than 1048576 bytes"), "{op}");
+        std::thread::spawn(move || drop(server)).join().unwrap();
+    }
+}

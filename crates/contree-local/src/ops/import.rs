@@ -252,7 +252,7 @@ async fn pull(
     let client = registry::client(r.registry(), &ops.imports.insecure_registries);
     let reference = registry::reference(r);
     progress(live, &format!("resolving {}", r.url()));
-    let what = format!("the image `{}`", r.url().trim_start_matches("docker://"));
+    let what = format!("image `{}`", r.url().trim_start_matches("docker://"));
     let (manifest, digest, config) =
         client.pull_manifest_and_config(&reference, &source.auth).await.map_err(|e| registry::describe(&e, &what))?;
     let total: i64 = manifest.layers.iter().map(|l| l.size.max(0)).sum();
@@ -365,7 +365,7 @@ async fn download(
     dest: &Path,
     budget: u64,
 ) -> Result<u64, String> {
-    let what = format!("the layer {}", layer.digest);
+    let what = format!("layer {}", layer.digest);
     let mut stream = client.pull_blob_stream(reference, layer).await.map_err(|e| registry::describe(&e, &what))?;
     let mut file = tokio::fs::File::create(dest).await.map_err(|e| format!("cannot create {}: {e}", dest.display()))?;
     let mut hasher = Sha256::new();
