@@ -42,7 +42,6 @@ macro_rules! async_tests {
 
 registry_scenarios!(async_tests);
 
-
 /// Server-side behaviour seen over plain HTTP: progress events, the masked password, the
 /// import timeout and the size bound. Async only: they don't depend on the SDK's flavor.
 mod server_side {

@@ -98,6 +98,15 @@ pub async fn layers_whiteouts_opaque_dirs_env_and_zstd() {
         "kept\n--\nnew\n--\nother\nhello from the image config\n/\n",
         "whiteouts hide, opaque dirs replace, ENV applies with shell, WORKDIR is not imported (the spec)"
     );
+    // Inspecting reads the same merged view, without running anything.
+    let read = image.read("/data/old/new").await.expect("read");
+    assert_eq!(&read[..], b"new\n");
+    let listed = image.read("/etc/gone").await;
+    assert!(listed.unwrap_err().is_not_found(), "a whiteout hides the file from inspect too");
+    let entries = image.ls("/data/old").await.expect("ls");
+    let names: Vec<String> = entries.iter().map(|e| e.name().to_owned()).collect();
+    assert_eq!(names, ["new"]);
+
     // Without a shell the image's ENV is not inherited (the spec).
     let out = image.run("env").wait().await.expect("run env");
     assert!(!out.stdout_text().unwrap().contains("GREETING"), "{}", out.stdout_text().unwrap());
@@ -124,8 +133,13 @@ pub async fn basic_auth_from_the_request_credentials() {
     assert!(err.to_string().contains("401"), "{err}");
     assert!(!err.to_string().contains("wrong-password"), "{err}");
 
-    let image =
-        c.images().import_from(&reference).credentials(reg::USER, reg::PASSWORD).send().await.expect("with credentials");
+    let image = c
+        .images()
+        .import_from(&reference)
+        .credentials(reg::USER, reg::PASSWORD)
+        .send()
+        .await
+        .expect("with credentials");
     let out = image.run("echo").arg("private").wait().await.expect("run");
     assert_eq!(out.stdout_text().unwrap(), "private\n");
 }

@@ -317,9 +317,11 @@ impl LocalConfig {
         if self.max_import_bytes == 0 {
             return Err(Error::invalid_argument("max_import_bytes", "must be at least 1"));
         }
-        if let Some(bad) = self.insecure_registries.iter().find(|r| {
-            r.is_empty() || r.contains('/') || r.chars().any(|c| c.is_whitespace() || c.is_control())
-        }) {
+        if let Some(bad) = self
+            .insecure_registries
+            .iter()
+            .find(|r| r.is_empty() || r.contains('/') || r.chars().any(|c| c.is_whitespace() || c.is_control()))
+        {
             return Err(Error::invalid_argument(
                 "insecure_registries",
                 format!("`{bad}` is not a registry host (`host` or `host:port`)"),

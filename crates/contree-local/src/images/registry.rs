@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use contree_core::OciReference;
 use oci_client::client::{ClientConfig, ClientProtocol};
-use oci_client::manifest::ImageIndexEntry;
 use oci_client::errors::{OciDistributionError, OciErrorCode};
+use oci_client::manifest::ImageIndexEntry;
 use oci_client::secrets::RegistryAuth;
 
 /// How long connecting to a registry may take.
@@ -97,10 +97,9 @@ pub(crate) fn describe(e: &OciDistributionError, what: &str) -> String {
         E::RegistryError { envelope, url } => {
             let codes: Vec<&OciErrorCode> = envelope.errors.iter().map(|e| &e.code).collect();
             let text = envelope.errors.iter().map(|e| e.message.as_str()).collect::<Vec<_>>().join("; ");
-            if codes
-                .iter()
-                .any(|c| matches!(c, OciErrorCode::ManifestUnknown | OciErrorCode::NameUnknown | OciErrorCode::NotFound))
-            {
+            if codes.iter().any(|c| {
+                matches!(c, OciErrorCode::ManifestUnknown | OciErrorCode::NameUnknown | OciErrorCode::NotFound)
+            }) {
                 format!("manifest unknown: the registry has no {what} ({text})")
             } else if codes.iter().any(|c| matches!(c, OciErrorCode::Unauthorized)) {
                 format!("the registry refused access to {what} (401 Unauthorized: {text}): check the credentials")
@@ -166,7 +165,10 @@ mod tests {
     #[test]
     fn references_keep_tags_and_digests() {
         let r = reference(&OciReference::parse("127.0.0.1:5000/test/busybox:1").unwrap());
-        assert_eq!((r.registry(), r.repository(), r.tag(), r.digest()), ("127.0.0.1:5000", "test/busybox", Some("1"), None));
+        assert_eq!(
+            (r.registry(), r.repository(), r.tag(), r.digest()),
+            ("127.0.0.1:5000", "test/busybox", Some("1"), None)
+        );
         let d = format!("sha256:{}", "a".repeat(64));
         let r = reference(&OciReference::parse(&format!("127.0.0.1:5000/test/busybox@{d}")).unwrap());
         assert_eq!((r.tag(), r.digest()), (None, Some(d.as_str())));

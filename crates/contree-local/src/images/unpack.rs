@@ -184,7 +184,12 @@ impl Layer {
         Ok(dir)
     }
 
-    fn place<R: Read>(&mut self, entry: &mut tar::Entry<'_, R>, budget: &mut Budget, out: &mut Unpacked) -> Result<(), String> {
+    fn place<R: Read>(
+        &mut self,
+        entry: &mut tar::Entry<'_, R>,
+        budget: &mut Budget,
+        out: &mut Unpacked,
+    ) -> Result<(), String> {
         let raw = entry.path_bytes().into_owned();
         let parts = components(&raw)?;
         let kind = entry.header().entry_type();
@@ -269,7 +274,10 @@ impl Layer {
                     .ok_or_else(|| format!("the symbolic link `{}` has no target", show(&raw)))?
                     .into_owned();
                 if target.len() > MAX_PATH {
-                    return Err(format!("the symbolic link `{}` has a target longer than {MAX_PATH} bytes", show(&raw)));
+                    return Err(format!(
+                        "the symbolic link `{}` has a target longer than {MAX_PATH} bytes",
+                        show(&raw)
+                    ));
                 }
                 std::os::unix::fs::symlink(OsStr::from_bytes(&target), &path)
                     .map_err(|e| io_msg("creating the symbolic link", &path, e))?;
@@ -493,9 +501,16 @@ mod tests {
         assert_eq!((m.uid(), m.gid(), m.mode() & 0o7777), (IDS_BASE + 1000, IDS_BASE + 1000, 0o600));
         assert_eq!(fs::metadata(l.join("home/user")).unwrap().mode() & 0o7777, 0o700);
         assert_eq!(fs::metadata(l.join("home")).unwrap().uid(), IDS_BASE, "made parents belong to the range's root");
-        assert_eq!(fs::read(l.join("etc/os-release")).unwrap(), b"ID=test\n", "absolute paths are read from the layer root");
+        assert_eq!(
+            fs::read(l.join("etc/os-release")).unwrap(),
+            b"ID=test\n",
+            "absolute paths are read from the layer root"
+        );
         assert_eq!(fs::read_link(l.join("bin/sh")).unwrap(), Path::new("busybox"));
-        assert_eq!(fs::metadata(l.join("bin/hard")).unwrap().ino(), fs::metadata(l.join("etc/os-release")).unwrap().ino());
+        assert_eq!(
+            fs::metadata(l.join("bin/hard")).unwrap().ino(),
+            fs::metadata(l.join("etc/os-release")).unwrap().ino()
+        );
         assert!(fs::symlink_metadata(l.join("run/fifo")).unwrap().file_type().is_fifo());
         assert!(fs::symlink_metadata(l.join("dev/sda")).is_err(), "device nodes are skipped");
         let wh = fs::symlink_metadata(l.join("etc/passwd")).unwrap();
@@ -588,7 +603,10 @@ mod tests {
 
     #[test]
     fn media_types() {
-        assert_eq!(Compression::from_media_type("application/vnd.oci.image.layer.v1.tar+zstd"), Some(Compression::Zstd));
+        assert_eq!(
+            Compression::from_media_type("application/vnd.oci.image.layer.v1.tar+zstd"),
+            Some(Compression::Zstd)
+        );
         assert_eq!(
             Compression::from_media_type("application/vnd.docker.image.rootfs.diff.tar.gzip"),
             Some(Compression::Gzip)

@@ -36,7 +36,7 @@ use crate::images::unpack::{self, Budget, Compression};
 use crate::store::{ImageRecord, OperationRecord};
 
 use super::live::LiveOp;
-use super::{Ops, Outcome, store_error, stopped_outcome};
+use super::{Ops, Outcome, stopped_outcome, store_error};
 
 /// The default import timeout, seconds (the spec's).
 const DEFAULT_TIMEOUT_SECS: u64 = 300;
@@ -462,7 +462,11 @@ fn adopt(store: &crate::store::Store, dir: &Path, id: &str) -> Result<(), String
 
 /// The layer on top of every imported image: the mount points a sandbox needs (`/proc`,
 /// `/dev`), so that no run has to create them in its own layer. One per id range.
-fn mount_points_layer(store: &crate::store::Store, ids: crate::sandbox::IdRange, staging: &Path) -> Result<String, String> {
+fn mount_points_layer(
+    store: &crate::store::Store,
+    ids: crate::sandbox::IdRange,
+    staging: &Path,
+) -> Result<String, String> {
     let id = format!("oci-root-{}", ids.base());
     if store.layer_path(&id).map_err(|e| e.to_string())?.is_dir() {
         return Ok(id);

@@ -182,8 +182,8 @@ pub(super) fn insert(store: &Store, conn: &Connection, image: &ImageRecord) -> R
     }
     let created = to_nanos("created_at", image.created_at)?;
     let env = serde_json::to_string(&image.env).map_err(|e| Error::decode("cannot encode image env", e))?;
-    let lower_layers = serde_json::to_string(&image.lower_layers)
-        .map_err(|e| Error::decode("cannot encode image lower layers", e))?;
+    let lower_layers =
+        serde_json::to_string(&image.lower_layers).map_err(|e| Error::decode("cannot encode image lower layers", e))?;
     if let Some(tag) = &image.tag {
         release_tag(conn, tag)?;
     }

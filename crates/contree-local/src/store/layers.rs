@@ -110,8 +110,8 @@ impl Store {
                 "SELECT EXISTS (SELECT 1 FROM images WHERE layer = ?1)
                      OR EXISTS (SELECT 1 FROM images, json_each(images.lower_layers) WHERE json_each.value = ?1)",
             )
-                .and_then(|mut st| st.query_row([id], |r| r.get::<_, bool>(0)))
-                .map_err(db_error)
+            .and_then(|mut st| st.query_row([id], |r| r.get::<_, bool>(0)))
+            .map_err(db_error)
         })?;
         if used {
             return Err(conflict(format!("layer `{id}` is used by an image")));
