@@ -126,6 +126,7 @@ impl Outcome {
 }
 
 impl Ops {
+    #[expect(clippy::too_many_arguments, reason = "one caller (the server's start); each is a distinct part")]
     pub fn new(
         store: Store,
         base: BaseImage,
