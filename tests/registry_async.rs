@@ -114,7 +114,9 @@ mod server_side {
         let server = crate::support_local::local_server();
         let (base, token) = (server.base_url(), server.token());
         let r = reg::auth_registry();
-        reg::push_image(r, "test/progress", "1", &[busybox_layer()], &config(host_arch(), &[], None));
+        // A layer of its own, so that it is downloaded here (layers are stored once per digest).
+        let own = gzip_layer(&tar(&[Entry::File("progress", b"own layer", 0o644)]));
+        reg::push_image(r, "test/progress", "1", &[busybox_layer(), own], &config(host_arch(), &[], None));
         let op = import(
             base,
             token,
@@ -131,7 +133,8 @@ mod server_side {
         let id = op["uuid"].as_str().unwrap();
         let log = progress(base, token, id).await;
         assert!(log.contains("resolving docker://"), "{log}");
-        assert!(log.contains("layer 1/1 sha256:") && log.contains("downloaded"), "{log}");
+        assert!(log.contains("layer 1/2 sha256:") && log.contains("layer 2/2 sha256:"), "{log}");
+        assert!(log.contains("downloaded"), "{log}");
         assert!(log.contains("unpacked"), "{log}");
         assert!(log.contains(&format!("image {}", op["result"]["image"].as_str().unwrap())), "{log}");
         assert!(!log.contains(reg::PASSWORD));
@@ -171,6 +174,71 @@ mod server_side {
         assert_eq!(op["status"], "FAILED", "{op}");
         assert!(op["error"].as_str().unwrap().contains("timed out after 2 s"), "{op}");
         assert!(started.elapsed() < Duration::from_secs(15), "{:?}", started.elapsed());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_cancelled_import_ends_cancelled() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        std::thread::spawn(move || {
+            let mut held = Vec::new();
+            for s in listener.incoming().take(16) {
+                held.push(s);
+            }
+        });
+        let server = crate::support_local::local_server();
+        let (base, token) = (server.base_url(), server.token());
+        let http = reqwest::Client::new();
+        let created: Value = http
+            .post(format!("{base}/v1/images/import"))
+            .bearer_auth(token)
+            .json(&json!({"registry": {"url": format!("docker://{addr}/test/stalled:1")}, "timeout": 600}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let id = created["uuid"].as_str().unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let r = http.delete(format!("{base}/v1/operations/{id}")).bearer_auth(token).send().await.unwrap();
+        assert_eq!(r.status(), 202);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let op: Value = http
+                .get(format!("{base}/v1/operations/{id}"))
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            if op["status"] == "CANCELLED" {
+                break;
+            }
+            assert!(Instant::now() < deadline, "not cancelled: {op}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_imports_of_one_image_agree() {
+        let server = crate::support_local::local_server();
+        let (base, token) = (server.base_url(), server.token());
+        let r = reg::open_registry();
+        reg::push_image(r, "test/concurrent", "1", &[busybox_layer()], &config(host_arch(), &["N=1"], None));
+        let body =
+            json!({"registry": {"url": format!("docker://{}/test/concurrent:1", r.addr)}, "tag": "concurrent:1"});
+        let (a, b, c) = tokio::join!(
+            import(base, token, body.clone()),
+            import(base, token, body.clone()),
+            import(base, token, body)
+        );
+        for op in [&a, &b, &c] {
+            assert_eq!(op["status"], "SUCCESS", "{op}");
+            assert_eq!(op["result"]["image"], a["result"]["image"]);
+        }
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -178,9 +178,36 @@ async fn run_registry_import(ops: Arc<Ops>, live: Arc<LiveOp>, record: Operation
     let ops2 = ops.clone();
     let _ = tokio::task::spawn_blocking(move || {
         remove_staging(&staging);
+        // Two imports of the same new image may finish together: the second one finds the
+        // first one's image and only moves the tag, instead of failing on the duplicate.
+        let _recording = RECORDING.lock().unwrap_or_else(|e| e.into_inner());
+        let outcome = reuse_if_recorded(&ops2, outcome);
         ops2.finish(&live, record, outcome);
     })
     .await;
+}
+
+/// Held while an import checks for its image and records it (see [`run_registry_import`]).
+static RECORDING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// `outcome` without its new image when an image with that uuid was recorded meanwhile (the
+/// tag then moves to it).
+fn reuse_if_recorded(ops: &Ops, mut outcome: Outcome) -> Outcome {
+    let Some(image) = &outcome.new_image else { return outcome };
+    match ops.store.get_image(image.uuid) {
+        Ok(Some(_)) => {
+            let uuid = image.uuid;
+            if let Some(tag) = outcome.result_tag.clone()
+                && let Err(e) = ops.store.set_tag(uuid, &tag)
+            {
+                return Outcome::failed(format!("cannot tag the imported image: {e}"));
+            }
+            outcome.new_image = None;
+            outcome
+        }
+        Ok(None) => outcome,
+        Err(e) => Outcome::failed(format!("cannot record the imported image: {e}")),
+    }
 }
 
 fn remove_staging(staging: &Path) {
