@@ -220,6 +220,12 @@ pub fn busybox_layer() -> Layer {
         .map(PathBuf::from)
         .unwrap_or_else(|| need("busybox", "busybox-static"));
     let bytes = std::fs::read(&path).unwrap();
+    // The image has no libc: a dynamically linked busybox could not run in it.
+    assert!(
+        !bytes.windows(8).any(|w| w == b"ld-linux"),
+        "{} is dynamically linked: install Debian's `busybox-static` package",
+        path.display()
+    );
     let mut entries = vec![Entry::Dir("bin/"), Entry::File("bin/busybox", &bytes, 0o755)];
     let applets = ["sh", "ls", "cat", "echo", "env", "pwd", "uname", "id", "mkdir", "rm", "true"];
     let links: Vec<String> = applets.iter().map(|a| format!("bin/{a}")).collect();
