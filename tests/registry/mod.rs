@@ -51,6 +51,11 @@ pub async fn busybox_from_a_registry_runs_on_its_own_root() {
     // The image is its own root: nothing of the host's /usr below it.
     assert!(text.contains("No such file or directory"), "{text}");
 
+    // Like Docker, the import provides localhost and the DNS of a run's network.
+    let out = image.run("cat").arg("/etc/hosts").arg("/etc/resolv.conf").wait().await.expect("run");
+    let text = out.stdout_text().unwrap();
+    assert!(text.contains("localhost") && text.contains("nameserver 10.0.2.3"), "{text}");
+
     // `oci` of a tag already there uses it; an explicit import of the unchanged image gives the
     // same uuid.
     let again = c.images().oci(&reference).send().await.expect("use");

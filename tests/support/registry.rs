@@ -222,7 +222,7 @@ pub fn busybox_layer() -> Layer {
     let bytes = std::fs::read(&path).unwrap();
     // The image has no libc: a dynamically linked busybox could not run in it.
     assert!(
-        !bytes.windows(8).any(|w| w == b"ld-linux"),
+        !has_interpreter(&bytes),
         "{} is dynamically linked: install Debian's `busybox-static` package",
         path.display()
     );
@@ -234,6 +234,18 @@ pub fn busybox_layer() -> Layer {
     }
     entries.push(Entry::Dir("tmp/"));
     gzip_layer(&tar(&entries))
+}
+
+/// Whether a 64-bit ELF file asks for a dynamic loader (a `PT_INTERP` program header).
+fn has_interpreter(elf: &[u8]) -> bool {
+    let u16_at = |o: usize| u16::from_le_bytes([elf[o], elf[o + 1]]) as usize;
+    assert!(elf.len() > 64 && &elf[..4] == b"\x7fELF" && elf[4] == 2, "busybox is not a 64-bit ELF file");
+    let phoff = u64::from_le_bytes(elf[0x20..0x28].try_into().unwrap()) as usize;
+    let (phentsize, phnum) = (u16_at(0x36), u16_at(0x38));
+    (0..phnum).any(|i| {
+        let o = phoff + i * phentsize;
+        elf.get(o..o + 4).is_some_and(|t| u32::from_le_bytes(t.try_into().unwrap()) == 3)
+    })
 }
 
 /// An image config with `env` (and a working dir the spec says imports ignore).

@@ -6,7 +6,7 @@
 //! layer directory ([`crate::images::unpack`]). Layers are stored once per digest
 //! (`layers/oci-<digest>`), so images sharing a base layer share its directory, and the image
 //! is a root of its own: its layers alone, topped by a small layer holding the mount points
-//! the sandbox needs (`/proc`, `/dev`). Its UUID is derived from the manifest digest, so an
+//! the sandbox needs (`/proc`, `/dev`) and Docker's `/etc/hosts` and `/etc/resolv.conf`. Its UUID is derived from the manifest digest, so an
 //! unchanged remote image is imported once and keeps its UUID; only the tag moves.
 //!
 //! Progress goes into the operation's log as `stdout` events (one line each, no `spid`: no
@@ -488,7 +488,9 @@ fn adopt(store: &crate::store::Store, dir: &Path, id: &str) -> Result<(), String
 }
 
 /// The layer on top of every imported image: the mount points a sandbox needs (`/proc`,
-/// `/dev`), so that no run has to create them in its own layer. One per id range.
+/// `/dev`), so that no run has to create them in its own layer, and, as Docker provides them,
+/// an `/etc/hosts` for localhost and an `/etc/resolv.conf` naming the DNS of a run's network
+/// (slirp4netns' `10.0.2.3`). One per id range.
 fn mount_points_layer(
     store: &crate::store::Store,
     ids: crate::sandbox::IdRange,
@@ -500,8 +502,19 @@ fn mount_points_layer(
     }
     let dir = staging.join("mount-points");
     new_layer_dir(&dir, ids)?;
-    for name in ["proc", "dev"] {
+    for name in ["proc", "dev", "etc"] {
         new_layer_dir(&dir.join(name), ids)?;
+    }
+    for (name, content) in [
+        ("etc/hosts", "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"),
+        ("etc/resolv.conf", "nameserver 10.0.2.3\n"),
+    ] {
+        let path = dir.join(name);
+        std::fs::write(&path, content).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        std::os::unix::fs::chown(&path, Some(ids.base()), Some(ids.base()))
+            .map_err(|e| format!("cannot chown {}: {e}", path.display()))?;
+        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o644))
+            .map_err(|e| format!("cannot chmod {}: {e}", path.display()))?;
     }
     adopt(store, &dir, &id)?;
     Ok(id)
