@@ -100,7 +100,7 @@ pub async fn layers_whiteouts_opaque_dirs_env_and_zstd() {
         .expect("run");
     assert_eq!(
         out.stdout_text().unwrap(),
-        "kept\n--\nnew\n--\nother\nhello from the image config\n/\n",
+        "hosts\nkept\nresolv.conf\n--\nnew\n--\nother\nhello from the image config\n/\n",
         "whiteouts hide, opaque dirs replace, ENV applies with shell, WORKDIR is not imported (the spec)"
     );
     // Inspecting reads the same merged view, without running anything.
