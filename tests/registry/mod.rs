@@ -81,12 +81,15 @@ pub async fn layers_whiteouts_opaque_dirs_env_and_zstd() {
         Entry::File("data/old/a", b"a", 0o644),
         Entry::File("data/old/b", b"b", 0o644),
         Entry::File("data/other", b"other\n", 0o600),
+        // A link out of the image, written through by the next layer.
+        Entry::Symlink("escape", "/tmp"),
     ]));
     let upper = zstd_layer(&tar(&[
         Entry::File("etc/.wh.gone", b"", 0o644),
         Entry::Dir("data/old/"),
         Entry::File("data/old/.wh..wh..opq", b"", 0o644),
         Entry::File("data/old/new", b"new\n", 0o644),
+        Entry::File("escape/pwned", b"stays in the image\n", 0o644),
     ]));
     let cfg = config(host_arch(), &["PATH=/bin", "GREETING=hello from the image config"], Some("/data"));
     push_image(r, &repo, "2", &[busybox_layer(), lower, upper], &cfg);
@@ -103,6 +106,12 @@ pub async fn layers_whiteouts_opaque_dirs_env_and_zstd() {
         "hosts\nkept\nresolv.conf\n--\nnew\n--\nother\nhello from the image config\n/\n",
         "whiteouts hide, opaque dirs replace, ENV applies with shell, WORKDIR is not imported (the spec)"
     );
+    // The later layer's `escape/` is a directory of the image (as with Docker's overlay2),
+    // never the host's /tmp.
+    let out = image.shell("cat /escape/pwned; ls /tmp").wait().await.expect("run");
+    assert_eq!(out.stdout_text().unwrap(), "stays in the image\n");
+    assert!(!std::path::Path::new("/tmp/pwned").exists());
+
     // Inspecting reads the same merged view, without running anything.
     let read = image.read("/data/old/new").await.expect("read");
     assert_eq!(&read[..], b"new\n");
