@@ -176,6 +176,125 @@ mod server_side {
         assert!(started.elapsed() < Duration::from_secs(15), "{:?}", started.elapsed());
     }
 
+    /// Docker Hub's and GHCR's flow, served by a stand-in registry: `/v2/` answers 401 with a
+    /// `Bearer` challenge, the token endpoint wants the request's credentials (basic auth),
+    /// and the manifest and blobs want the token it gave.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_bearer_token_flow_gets_a_token_with_the_request_credentials() {
+        use wiremock::matchers::{header, method, path};
+        use wiremock::{Mock, MockServer, ResponseTemplate};
+
+        let mock = MockServer::start().await;
+        let busybox = busybox_layer();
+        let layer = gzip_layer(&tar(&[Entry::File("bearer", b"through a token\n", 0o644)]));
+        let cfg = serde_json::to_vec(&config(host_arch(), &["VIA=bearer"], None)).unwrap();
+        let manifest = serde_json::to_vec(&json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": reg::digest(&cfg), "size": cfg.len()},
+            "layers": [
+                {"mediaType": reg::GZIP, "digest": reg::digest(&busybox.blob), "size": busybox.blob.len()},
+                {"mediaType": reg::GZIP, "digest": reg::digest(&layer.blob), "size": layer.blob.len()},
+            ],
+        }))
+        .unwrap();
+        let challenge = format!("Bearer realm=\"{}/token\",service=\"stand-in\"", mock.uri());
+        Mock::given(method("GET"))
+            .and(path("/v2/"))
+            .respond_with(ResponseTemplate::new(401).insert_header("www-authenticate", challenge.as_str()))
+            .mount(&mock)
+            .await;
+        // base64("tok-user:tok-pass")
+        Mock::given(method("GET"))
+            .and(path("/token"))
+            .and(header("authorization", "Basic dG9rLXVzZXI6dG9rLXBhc3M="))
+            .respond_with(ResponseTemplate::new(200).set_body_json(json!({"token": "tok-123"})))
+            .mount(&mock)
+            .await;
+        Mock::given(method("GET"))
+            .and(path("/token"))
+            .respond_with(ResponseTemplate::new(401).set_body_string("bad credentials"))
+            .mount(&mock)
+            .await;
+        let bearer = || header("authorization", "Bearer tok-123");
+        Mock::given(method("GET"))
+            .and(path("/v2/team/app/manifests/1"))
+            .and(bearer())
+            .respond_with(
+                ResponseTemplate::new(200)
+                    .insert_header("content-type", "application/vnd.oci.image.manifest.v1+json")
+                    .set_body_bytes(manifest),
+            )
+            .mount(&mock)
+            .await;
+        for blob in [cfg.clone(), busybox.blob.clone(), layer.blob.clone()] {
+            Mock::given(method("GET"))
+                .and(path(format!("/v2/team/app/blobs/{}", reg::digest(&blob))))
+                .and(bearer())
+                .respond_with(ResponseTemplate::new(200).set_body_bytes(blob))
+                .mount(&mock)
+                .await;
+        }
+        Mock::given(method("GET"))
+            .respond_with(ResponseTemplate::new(401).insert_header("www-authenticate", challenge.as_str()))
+            .mount(&mock)
+            .await;
+
+        let server = crate::support_local::local_server();
+        let (base, token) = (server.base_url(), server.token());
+        let host = mock.uri().trim_start_matches("http://").to_owned();
+        let url = format!("docker://{host}/team/app:1");
+        let op = import(
+            base,
+            token,
+            json!({"registry": {"url": url, "credentials": {"username": "tok-user", "password": "tok-pass"}}}),
+        )
+        .await;
+        assert_eq!(op["status"], "SUCCESS", "{op}");
+        let image = op["result"]["image"].as_str().unwrap();
+        let run: Value = reqwest::Client::new()
+            .post(format!("{base}/v1/instances"))
+            .bearer_auth(token)
+            .json(&json!({"command": "cat /bearer; echo $VIA", "shell": true, "image": image}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let id = run["uuid"].as_str().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let done = loop {
+            let op: Value = reqwest::Client::new()
+                .get(format!("{base}/v1/operations/{id}"))
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            if op["status"] == "SUCCESS" || op["status"] == "FAILED" {
+                break op;
+            }
+            assert!(Instant::now() < deadline, "{op}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        assert_eq!(done["metadata"]["result"]["stdout"]["value"], "through a token\nbearer\n", "{done}");
+
+        // Wrong credentials: the token endpoint refuses, and the import says so.
+        let op = import(
+            base,
+            token,
+            json!({"registry": {"url": format!("docker://{host}/team/app:1"), "credentials": {"username": "tok-user", "password": "nope"}}}),
+        )
+        .await;
+        assert_eq!(op["status"], "FAILED", "{op}");
+        let err = op["error"].as_str().unwrap();
+        assert!(err.contains("authentication") || err.contains("401"), "{err}");
+        assert!(!op.to_string().contains("\"nope\""), "{op}");
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_cancelled_import_ends_cancelled() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
