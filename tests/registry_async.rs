@@ -295,6 +295,64 @@ mod server_side {
         assert!(!op.to_string().contains("\"nope\""), "{op}");
     }
 
+    /// This machine's address on its default route (not loopback).
+    fn outward_ip() -> std::net::IpAddr {
+        let probe = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
+        // connect() on UDP only picks a route and a source address: nothing is sent.
+        probe.connect("192.0.2.1:9").expect("this test needs a non-loopback route (a default route)");
+        let ip = probe.local_addr().unwrap().ip();
+        assert!(!ip.is_loopback() && !ip.is_unspecified(), "no non-loopback address: {ip}");
+        ip
+    }
+
+    /// Listens on `ip`, and reports the first bytes of the first connection: a TLS
+    /// ClientHello starts with 0x16 0x03, plain HTTP with `GET `.
+    fn first_bytes(ip: std::net::IpAddr) -> (String, std::sync::mpsc::Receiver<Vec<u8>>) {
+        use std::io::Read;
+        let listener = std::net::TcpListener::bind((ip, 0)).unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            if let Some(Ok(mut s)) = listener.incoming().next() {
+                s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+                let mut buf = [0u8; 4];
+                let n = s.read(&mut buf).unwrap_or(0);
+                let _ = tx.send(buf[..n].to_vec());
+            }
+        });
+        (addr, rx)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn plain_http_only_for_loopback_or_insecure_registries() {
+        let ip = outward_ip();
+        // The shared server: a registry that is not on loopback gets TLS.
+        let (addr, seen) = first_bytes(ip);
+        let server = crate::support_local::local_server();
+        let body = json!({"registry": {"url": format!("docker://{addr}/test/tls:1")}, "timeout": 20});
+        let op = import(server.base_url(), server.token(), body).await;
+        assert_eq!(op["status"], "FAILED", "{op}");
+        let first = seen.recv_timeout(Duration::from_secs(5)).expect("the import connected");
+        assert_eq!(first.get(..2), Some(&[0x16, 0x03][..]), "a TLS ClientHello: {first:?}");
+
+        // A server told the registry is insecure speaks plain HTTP to it.
+        let (addr, seen) = first_bytes(ip);
+        let insecure = addr.clone();
+        let server = std::thread::spawn(move || {
+            contree_local::LocalServer::start_blocking(
+                contree_local::LocalConfig::default().with_insecure_registry(insecure),
+            )
+            .expect("start")
+        })
+        .join()
+        .unwrap();
+        let body = json!({"registry": {"url": format!("docker://{addr}/test/plain:1")}, "timeout": 3});
+        let op = import(server.base_url(), server.token(), body).await;
+        assert_eq!(op["status"], "FAILED", "{op}");
+        assert_eq!(seen.recv_timeout(Duration::from_secs(5)).expect("the import connected"), b"GET ");
+        std::thread::spawn(move || drop(server)).join().unwrap();
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_cancelled_import_ends_cancelled() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
