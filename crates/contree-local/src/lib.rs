@@ -145,6 +145,7 @@ impl LocalServer {
             ops::ImportSettings {
                 insecure_registries: config.insecure_registries.clone(),
                 max_bytes: config.max_import_bytes,
+                slots: Arc::new(tokio::sync::Semaphore::new(config.max_concurrent_runs)),
             },
         );
         let state = api::AppState {

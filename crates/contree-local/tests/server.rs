@@ -1155,6 +1155,8 @@ async fn imports_fail_honestly_and_never_echo_the_password() {
         json!({"registry": {"url": "ftp://example.com/x:1"}}),
         json!({"registry": {"url": "127.0.0.1:5000/x:1", "credentials": {"username": "u"}}}),
         json!({"registry": {"url": "127.0.0.1:5000/x:1"}, "timeout": 0}),
+        // Above images_import_max_timeout (the server's max run timeout, a day by default).
+        json!({"registry": {"url": "127.0.0.1:5000/x:1"}, "timeout": 10_000_000}),
     ] {
         let r = api.req(reqwest::Method::POST, "/images/import").json(&body).send().await.unwrap();
         assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{body}");

@@ -40,8 +40,6 @@ use super::{Ops, Outcome, stopped_outcome, store_error};
 
 /// The default import timeout, seconds (the spec's).
 const DEFAULT_TIMEOUT_SECS: u64 = 300;
-/// The longest import timeout honoured (a week): longer ones are clamped to it.
-const MAX_TIMEOUT_SECS: u64 = 7 * 24 * 3600;
 /// The most files (entries) one imported image may hold.
 const MAX_ENTRIES: u64 = 2_000_000;
 
@@ -86,6 +84,14 @@ pub(crate) fn import(ops: &Arc<Ops>, req: ImageImportRequest) -> Result<Uuid, Ap
     if req.timeout == Some(0) {
         return Err(ApiError::bad_request("`timeout` must be at least 1 second"));
     }
+    let max_timeout = ops.limits.max_timeout.as_secs();
+    if let Some(t) = req.timeout
+        && t > max_timeout
+    {
+        return Err(ApiError::bad_request(format!(
+            "`timeout` {t} s is above this server's images_import_max_timeout of {max_timeout} s"
+        )));
+    }
     let base = names_base_image(&req.registry.url);
     let source = if base {
         None
@@ -101,7 +107,7 @@ pub(crate) fn import(ops: &Arc<Ops>, req: ImageImportRequest) -> Result<Uuid, Ap
                 "`registry.credentials` needs both `username` and `password` (or neither)",
             ));
         }
-        let secs = req.timeout.unwrap_or(DEFAULT_TIMEOUT_SECS).min(MAX_TIMEOUT_SECS);
+        let secs = req.timeout.unwrap_or(DEFAULT_TIMEOUT_SECS).min(max_timeout);
         Some(Source {
             reference,
             auth: registry::auth(user, password),
@@ -126,8 +132,8 @@ pub(crate) fn import(ops: &Arc<Ops>, req: ImageImportRequest) -> Result<Uuid, Ap
     ops.store.insert_operation(&record).map_err(store_error)?;
     let live = LiveOp::new(uuid, OperationKind::ImageImport, false, 0);
     ops.register(live.clone())?;
-    live.lock().started = Some(std::time::Instant::now());
     let Some(source) = source else {
+        live.lock().started = Some(std::time::Instant::now());
         let outcome = match import_base(ops, uuid, req.tag.as_deref()) {
             Ok(image) => Outcome { result_tag: image.tag, ..Outcome::success(Some(image.uuid)) },
             Err(e) => Outcome::failed(e),
@@ -142,6 +148,17 @@ pub(crate) fn import(ops: &Arc<Ops>, req: ImageImportRequest) -> Result<Uuid, Ap
 
 /// Runs a registry import to its end (success, failure, timeout, cancel or shutdown).
 async fn run_registry_import(ops: Arc<Ops>, live: Arc<LiveOp>, record: OperationRecord, source: Source) {
+    // At most images_import_max_concurrency imports run at once; the others wait PENDING.
+    let permit = tokio::select! {
+        p = ops.imports.slots.clone().acquire_owned() => p.ok(),
+        _ = live.stop_notify.notified() => None,
+    };
+    let Some(_permit) = permit else {
+        let outcome = stopped_outcome(live.stop_reason());
+        let _ = tokio::task::spawn_blocking(move || ops.finish(&live, record, outcome)).await;
+        return;
+    };
+    live.lock().started = Some(std::time::Instant::now());
     live.set_status(OperationStatus::Executing);
     let mut executing = record.clone();
     executing.status = OperationStatus::Executing;

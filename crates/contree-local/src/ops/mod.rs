@@ -70,6 +70,9 @@ pub(crate) struct ImportSettings {
     pub insecure_registries: Vec<String>,
     /// The most bytes one imported image may unpack to.
     pub max_bytes: u64,
+    /// Imports running at once (`GET /whoami`'s `images_import_max_concurrency`); more wait
+    /// as PENDING.
+    pub slots: Arc<Semaphore>,
 }
 
 /// The operation registry, shared by every request handler.
