@@ -131,7 +131,18 @@ pub struct LocalConfig {
     /// when the host has the cpu controller, so a run with many processes does not starve
     /// the others.
     pub run_cpus: RunLimit<f64>,
+    /// Registries (`host` or `host:port`, as in an image reference) that imports reach over
+    /// plain HTTP. Loopback registries (`localhost`, `127.0.0.0/8`, `[::1]`) always are;
+    /// every other registry is reached over HTTPS only (rustls, the system's roots).
+    pub insecure_registries: Vec<String>,
+    /// The most bytes an imported image may unpack to, all layers together (and the most
+    /// its compressed layers may weigh). Default: [`DEFAULT_MAX_IMPORT_BYTES`], the spec's
+    /// default `max_layer_bytes`. An import past it ends FAILED saying so.
+    pub max_import_bytes: u64,
 }
+
+/// The default of [`LocalConfig::max_import_bytes`]: 12 GiB.
+pub const DEFAULT_MAX_IMPORT_BYTES: u64 = 12 << 30;
 
 impl Default for LocalConfig {
     fn default() -> Self {
@@ -150,6 +161,8 @@ impl Default for LocalConfig {
             run_memory: RunLimit::Default,
             run_pids: RunLimit::Default,
             run_cpus: RunLimit::Default,
+            insecure_registries: Vec::new(),
+            max_import_bytes: DEFAULT_MAX_IMPORT_BYTES,
         }
     }
 }
@@ -170,6 +183,8 @@ impl fmt::Debug for LocalConfig {
             .field("run_memory", &self.run_memory)
             .field("run_pids", &self.run_pids)
             .field("run_cpus", &self.run_cpus)
+            .field("insecure_registries", &self.insecure_registries)
+            .field("max_import_bytes", &self.max_import_bytes)
             .finish()
     }
 }
@@ -254,6 +269,19 @@ impl LocalConfig {
         self
     }
 
+    /// Lets imports reach `registry` (`host` or `host:port`) over plain HTTP (see
+    /// [`LocalConfig::insecure_registries`]).
+    pub fn with_insecure_registry(mut self, registry: impl Into<String>) -> Self {
+        self.insecure_registries.push(registry.into());
+        self
+    }
+
+    /// Caps what one imported image may unpack to (see [`LocalConfig::max_import_bytes`]).
+    pub fn with_max_import_bytes(mut self, bytes: u64) -> Self {
+        self.max_import_bytes = bytes;
+        self
+    }
+
     /// Checks the values a caller may have got wrong, naming the offending field.
     pub(crate) fn validate(&self) -> Result<(), Error> {
         if self.max_concurrent_runs == 0 {
@@ -285,6 +313,19 @@ impl LocalConfig {
             && !(0.01..=1_000_000.0).contains(&c)
         {
             return Err(Error::invalid_argument("run_cpus", "must be a number of CPUs from 0.01"));
+        }
+        if self.max_import_bytes == 0 {
+            return Err(Error::invalid_argument("max_import_bytes", "must be at least 1"));
+        }
+        if let Some(bad) = self
+            .insecure_registries
+            .iter()
+            .find(|r| r.is_empty() || r.contains('/') || r.chars().any(|c| c.is_whitespace() || c.is_control()))
+        {
+            return Err(Error::invalid_argument(
+                "insecure_registries",
+                format!("`{bad}` is not a registry host (`host` or `host:port`)"),
+            ));
         }
         if self.keepalive_interval.is_zero() {
             return Err(Error::invalid_argument("keepalive_interval", "must be positive"));
@@ -343,5 +384,10 @@ mod tests {
             assert_eq!(e.argument(), Some("run_cpus"));
         }
         LocalConfig::default().with_run_memory(256 << 20).with_run_pids(256).with_run_cpus(0.5).validate().unwrap();
+        let e = LocalConfig::default().with_max_import_bytes(0).validate().unwrap_err();
+        assert_eq!(e.argument(), Some("max_import_bytes"));
+        let e = LocalConfig::default().with_insecure_registry("http://x/").validate().unwrap_err();
+        assert_eq!(e.argument(), Some("insecure_registries"));
+        LocalConfig::default().with_insecure_registry("registry.lan:5000").validate().unwrap();
     }
 }

@@ -48,7 +48,7 @@ use contree_core::{Error, Result};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-pub use config::{DEFAULT_MAX_QUEUED_RUNS, LocalConfig, RunLimit};
+pub use config::{DEFAULT_MAX_IMPORT_BYTES, DEFAULT_MAX_QUEUED_RUNS, LocalConfig, RunLimit};
 pub use images::base::BASE_IMAGE_TAG;
 pub use sandbox::IdRange;
 
@@ -142,6 +142,11 @@ impl LocalServer {
             },
             cgroups,
             layer_quota,
+            ops::ImportSettings {
+                insecure_registries: config.insecure_registries.clone(),
+                max_bytes: config.max_import_bytes,
+                slots: Arc::new(tokio::sync::Semaphore::new(config.max_concurrent_runs)),
+            },
         );
         let reserve = api::listener::reserve(config.max_concurrent_runs);
         let state = api::AppState {

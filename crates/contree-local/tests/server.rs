@@ -1232,11 +1232,12 @@ async fn operations_list_filters() {
 }
 
 #[tokio::test]
-async fn imports_are_honest_offline() {
+async fn imports_fail_honestly_and_never_echo_the_password() {
     let api = Api::shared();
+    // Port 1 on loopback: nothing listens there (the registry suites use a real registry).
     let r = api
         .req(reqwest::Method::POST, "/images/import")
-        .json(&json!({"registry": {"url": "docker://docker.io/library/busybox:latest",
+        .json(&json!({"registry": {"url": "docker://127.0.0.1:1/library/busybox:latest",
                                    "credentials": {"username": "u", "password": "hunter2"}}, "tag": "busybox:latest"}))
         .send()
         .await
@@ -1245,9 +1246,21 @@ async fn imports_are_honest_offline() {
     let op = r.json::<Value>().await.unwrap()["uuid"].as_str().unwrap().to_owned();
     let v = api.wait_status(&op, "FAILED").await;
     assert_eq!(v["kind"], "image_import");
-    assert!(v["error"].as_str().unwrap().contains("not available offline"), "{v}");
+    assert!(v["error"].as_str().unwrap().contains("unreachable"), "{v}");
     assert_eq!(v["metadata"]["registry"]["credentials"]["password"], "<MASKED>");
     assert!(!v.to_string().contains("hunter2"));
+
+    // Bad requests are refused before any operation exists.
+    for body in [
+        json!({"registry": {"url": "ftp://example.com/x:1"}}),
+        json!({"registry": {"url": "127.0.0.1:5000/x:1", "credentials": {"username": "u"}}}),
+        json!({"registry": {"url": "127.0.0.1:5000/x:1"}, "timeout": 0}),
+        // Above images_import_max_timeout (the server's max run timeout, a day by default).
+        json!({"registry": {"url": "127.0.0.1:5000/x:1"}, "timeout": 10_000_000}),
+    ] {
+        let r = api.req(reqwest::Method::POST, "/images/import").json(&body).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{body}");
+    }
 
     let tag = format!("imported/base-{}:1", &uuid::Uuid::new_v4().to_string()[..8]);
     let r = api

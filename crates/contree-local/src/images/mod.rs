@@ -18,6 +18,8 @@
 //! `,`, `:` or `\` (overlayfs option syntax).
 
 pub mod base;
+pub(crate) mod registry;
+pub(crate) mod unpack;
 
 use std::path::{Path, PathBuf};
 
@@ -39,10 +41,16 @@ pub struct OverlayStack {
 /// The overlay mounts of an image with `layers` (topmost first; the base skeleton may be
 /// the last entry or absent), the root first.
 ///
+/// An image with its `own_root` (imported from a registry) is its layers alone: one overlay,
+/// nothing of the base image or the host below it.
+///
 /// Stats each layer's host-dir subdirectories, so call it once per mount.
-pub fn overlay_stacks(layers: &[PathBuf], base: &BaseImage) -> Vec<OverlayStack> {
+pub fn overlay_stacks(layers: &[PathBuf], base: &BaseImage, own_root: bool) -> Vec<OverlayStack> {
     let image_layers = image_layers(layers, base);
     let mut root: Vec<PathBuf> = image_layers.to_vec();
+    if own_root {
+        return vec![OverlayStack { mount_point: "/".to_owned(), lowers: root }];
+    }
     root.push(base.skeleton.clone());
     let mut stacks = vec![OverlayStack { mount_point: "/".to_owned(), lowers: root }];
     for (name, host_path) in base.host_mounts() {
@@ -83,10 +91,15 @@ mod tests {
             host_dirs: vec![],
             mask: "/data/base/mask".into(),
         };
-        let stacks = overlay_stacks(&["/data/layers/b".into(), "/data/layers/a".into()], &base);
+        let layers: [PathBuf; 2] = ["/data/layers/b".into(), "/data/layers/a".into()];
+        let stacks = overlay_stacks(&layers, &base, false);
         assert_eq!(stacks[0].mount_point, "/");
         assert_eq!(stacks[0].lowers.last().unwrap(), &PathBuf::from("/data/base/rootfs"));
         assert_eq!(stacks[1].mount_point, "/usr");
         assert_eq!(stacks[1].lowers.last().unwrap(), &PathBuf::from("/usr"));
+
+        // An imported image is its layers alone: no skeleton, no host directories.
+        let own = overlay_stacks(&layers, &base, true);
+        assert_eq!(own, vec![OverlayStack { mount_point: "/".to_owned(), lowers: layers.to_vec() }]);
     }
 }

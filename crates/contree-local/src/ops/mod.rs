@@ -63,6 +63,18 @@ pub(crate) struct RunLimits {
     pub networking_by_default: bool,
 }
 
+/// How registry imports are done ([`LocalConfig`](crate::LocalConfig)'s import fields).
+#[derive(Debug, Clone)]
+pub(crate) struct ImportSettings {
+    /// Registries reached over plain HTTP besides loopback ones.
+    pub insecure_registries: Vec<String>,
+    /// The most bytes one imported image may unpack to.
+    pub max_bytes: u64,
+    /// Imports running at once (`GET /whoami`'s `images_import_max_concurrency`); more wait
+    /// as PENDING.
+    pub slots: Arc<Semaphore>,
+}
+
 /// The operation registry, shared by every request handler.
 pub(crate) struct Ops {
     pub store: Store,
@@ -77,6 +89,7 @@ pub(crate) struct Ops {
     /// Caps run layers at `max_layer_bytes`; `None` where the data dir can't (the start-up
     /// log says why, and spawns that set the cap are refused).
     pub layer_quota: Option<crate::layer_quota::LayerQuota>,
+    pub imports: ImportSettings,
     queue: Arc<Semaphore>,
     /// Runs admitted but not started yet (see [`QueueSlot`]).
     queued: Arc<AtomicUsize>,
@@ -116,6 +129,7 @@ impl Outcome {
 }
 
 impl Ops {
+    #[expect(clippy::too_many_arguments, reason = "one caller (the server's start); each is a distinct part")]
     pub fn new(
         store: Store,
         base: BaseImage,
@@ -124,6 +138,7 @@ impl Ops {
         limits: RunLimits,
         cgroups: Option<Arc<crate::sandbox::cgroup::Cgroups>>,
         layer_quota: Option<crate::layer_quota::LayerQuota>,
+        imports: ImportSettings,
     ) -> Arc<Self> {
         Arc::new(Ops {
             store,
@@ -135,6 +150,7 @@ impl Ops {
             limits,
             cgroups,
             layer_quota,
+            imports,
             live: Mutex::new(HashMap::new()),
             drained: Notify::new(),
             closing: AtomicBool::new(false),

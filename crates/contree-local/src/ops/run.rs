@@ -133,7 +133,7 @@ pub(crate) fn execute(ops: &Ops, live: &Arc<LiveOp>, plan: RunPlan, record: &Ope
 
     let run_dir = ops.data_dir.join("runs").join(live.uuid.to_string());
     let started_at = now_ts();
-    let lower_layers = match ops.store.layer_stack(plan.source.uuid) {
+    let stack = match ops.store.layer_stack(plan.source.uuid) {
         Ok(l) => l,
         Err(e) => return Outcome::failed(format!("could not read the image's layers: {e}")),
     };
@@ -145,7 +145,8 @@ pub(crate) fn execute(ops: &Ops, live: &Arc<LiveOp>, plan: RunPlan, record: &Ope
         return Outcome::failed(format!("could not create the run directory: {e}"));
     }
     let make_spec = || SandboxSpec {
-        lower_layers: lower_layers.clone(),
+        lower_layers: stack.layers.clone(),
+        own_root: stack.own_root,
         base: ops.base.clone(),
         run_dir: run_dir.clone(),
         command: plan.exec_command.clone(),

@@ -140,6 +140,9 @@ pub struct SandboxSpec {
     /// The image's layer directories, topmost first. The base skeleton may be given as the
     /// last entry or left out; it is always the bottom layer exactly once.
     pub lower_layers: Vec<PathBuf>,
+    /// The image is `lower_layers` alone (imported from a registry): no base skeleton and no
+    /// host directories below it.
+    pub own_root: bool,
     /// The built-in base image from [`ensure_base`](crate::images::base::ensure_base).
     pub base: BaseImage,
     /// Absolute scratch directory of this run, conventionally `<data>/runs/<id>`;
@@ -192,6 +195,7 @@ impl SandboxSpec {
     pub fn new(base: BaseImage, run_dir: PathBuf, command: impl Into<String>) -> Self {
         SandboxSpec {
             lower_layers: Vec::new(),
+            own_root: false,
             base,
             run_dir,
             command: command.into(),

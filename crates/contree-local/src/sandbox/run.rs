@@ -389,9 +389,14 @@ fn prepare_run_dir(spec: &SandboxSpec) -> Result<RunDirs, SandboxError> {
             _ => {}
         }
     }
-    // The sandbox's `/` takes its owner and mode from the upper dir's root.
-    let root_mode = fs::metadata(&spec.base.skeleton)
-        .map_err(|e| SandboxError::io(format!("reading the base skeleton {}", spec.base.skeleton.display()), e))?
+    // The sandbox's `/` takes its owner and mode from the upper dir's root: the skeleton's,
+    // or an imported image's own top layer's.
+    let root_of = match spec.lower_layers.first() {
+        Some(top) if spec.own_root => top,
+        _ => &spec.base.skeleton,
+    };
+    let root_mode = fs::metadata(root_of)
+        .map_err(|e| SandboxError::io(format!("reading the image's root {}", root_of.display()), e))?
         .mode()
         & 0o7777;
     mkdir_exact(&upper, root_mode)?;
@@ -402,7 +407,7 @@ fn prepare_run_dir(spec: &SandboxSpec) -> Result<RunDirs, SandboxError> {
     mkdir_exact(&scratch, 0o700)?;
     mkdir_exact(&scratch.join("work"), 0o700)?;
     let mut overlays = vec![(upper, scratch.join("work"), merged.clone())];
-    for (name, host_path) in spec.base.host_mounts() {
+    for (name, host_path) in spec.base.host_mounts().filter(|_| !spec.own_root) {
         let meta =
             fs::metadata(host_path).map_err(|e| SandboxError::io(format!("reading {}", host_path.display()), e))?;
         // The overlay's root takes the attributes of its upper dir: make it look like the
@@ -514,7 +519,7 @@ fn prepare(spec: &SandboxSpec, dirs: &RunDirs) -> Result<(Prepared, Vec<OwnedFd>
             format!("{} layers; overlayfs allows at most {MAX_LAYERS} above the base image", image_layers.len()),
         ));
     }
-    let stacks = images::overlay_stacks(&spec.lower_layers, &spec.base);
+    let stacks = images::overlay_stacks(&spec.lower_layers, &spec.base, spec.own_root);
     let mut mounts = Vec::with_capacity(stacks.len());
     let mut mount_names = Vec::with_capacity(stacks.len());
     for (stack, (upper, work, target)) in stacks.iter().zip(&dirs.overlays) {

@@ -34,8 +34,15 @@ pub struct ImageRecord {
     pub created_at: OffsetDateTime,
     /// The operation that made the image, if any.
     pub operation_uuid: Option<Uuid>,
-    /// Environment preserved by the run that made the image (`preserve_env`).
+    /// Environment preserved by the run that made the image (`preserve_env`), or the `ENV`
+    /// of an image imported from a registry.
     pub env: BTreeMap<String, String>,
+    /// Further layer ids below `layer`, topmost first: the layers of an image imported from a
+    /// registry after its top one. Empty for run results.
+    pub lower_layers: Vec<String>,
+    /// The image's filesystem is its own layers alone (an import from a registry), not
+    /// stacked on the built-in base image and the host's `/usr`. Only for root images.
+    pub own_root: bool,
 }
 
 impl ImageRecord {
@@ -49,6 +56,8 @@ impl ImageRecord {
             created_at: super::now(),
             operation_uuid: None,
             env: BTreeMap::new(),
+            lower_layers: Vec::new(),
+            own_root: false,
         }
     }
 
@@ -105,7 +114,7 @@ impl Default for ImageFilter {
     }
 }
 
-const COLUMNS: &str = "uuid, parent, layer, tag, created_ns, operation_uuid, env";
+const COLUMNS: &str = "uuid, parent, layer, tag, created_ns, operation_uuid, env, lower_layers, own_root";
 
 fn from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<ImageRecord> {
     Ok(ImageRecord {
@@ -116,6 +125,8 @@ fn from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<ImageRecord> {
         created_at: col_time(row, 4)?,
         operation_uuid: col_opt_uuid(row, 5)?,
         env: col_json(row, 6)?,
+        lower_layers: col_json(row, 7)?,
+        own_root: row.get(8)?,
     })
 }
 
@@ -149,6 +160,18 @@ pub(super) fn insert(store: &Store, conn: &Connection, image: &ImageRecord) -> R
             return Err(Error::invalid_argument("layer", format!("no layer directory `{layer}`")));
         }
     }
+    for layer in &image.lower_layers {
+        let path = store.layer_path(layer)?;
+        if !path.is_dir() {
+            return Err(Error::invalid_argument("lower_layers", format!("no layer directory `{layer}`")));
+        }
+    }
+    if image.layer.is_none() && !image.lower_layers.is_empty() {
+        return Err(Error::invalid_argument("lower_layers", "an image with lower layers needs a top `layer`"));
+    }
+    if image.own_root && image.parent.is_some() {
+        return Err(Error::invalid_argument("own_root", "only a root image (without a parent) has its own root"));
+    }
     if let Some(parent) = image.parent {
         if parent == image.uuid {
             return Err(Error::invalid_argument("parent", "an image cannot be its own parent"));
@@ -159,10 +182,12 @@ pub(super) fn insert(store: &Store, conn: &Connection, image: &ImageRecord) -> R
     }
     let created = to_nanos("created_at", image.created_at)?;
     let env = serde_json::to_string(&image.env).map_err(|e| Error::decode("cannot encode image env", e))?;
+    let lower_layers =
+        serde_json::to_string(&image.lower_layers).map_err(|e| Error::decode("cannot encode image lower layers", e))?;
     if let Some(tag) = &image.tag {
         release_tag(conn, tag)?;
     }
-    conn.prepare_cached(&format!("INSERT INTO images ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"))
+    conn.prepare_cached(&format!("INSERT INTO images ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"))
         .and_then(|mut st| {
             st.execute(params![
                 uuid_text(image.uuid),
@@ -172,6 +197,8 @@ pub(super) fn insert(store: &Store, conn: &Connection, image: &ImageRecord) -> R
                 created,
                 opt_uuid_text(image.operation_uuid),
                 env,
+                lower_layers,
+                image.own_root,
             ])
         })
         .map_err(|e| match constraint_code(&e) {
@@ -288,44 +315,65 @@ impl Store {
     }
 
     /// The layer directories making up image `uuid`, topmost (the image's own) first, then its
-    /// parent's, down to the root image. Images without a layer contribute nothing, so the
-    /// built-in base's skeleton (kept outside `layers/`) is for the caller to append.
+    /// parent's, down to the root image, and whether that root stands on its own
+    /// ([`ImageRecord::own_root`]). Images without a layer contribute nothing, so the built-in
+    /// base's skeleton (kept outside `layers/`) is for the caller to append.
     ///
     /// `NotFound` for an unknown image.
-    pub fn layer_stack(&self, uuid: Uuid) -> Result<Vec<PathBuf>> {
+    pub fn layer_stack(&self, uuid: Uuid) -> Result<LayerStack> {
         // A cycle cannot be inserted (parents must exist first), but a corrupt database must
         // not hang the server: the depth bound turns it into an error.
         const MAX_DEPTH: i64 = 100_000;
-        let chain: Vec<(Option<String>, Option<String>)> = self.with_read(|conn| {
+        type Row = (Option<String>, Option<String>, String, bool);
+        let chain: Vec<Row> = self.with_read(|conn| {
             let mut st = conn
                 .prepare_cached(
-                    "WITH RECURSIVE chain(uuid, parent, layer, depth) AS (
-                         SELECT uuid, parent, layer, 0 FROM images WHERE uuid = ?1
+                    "WITH RECURSIVE chain(uuid, parent, layer, lower_layers, own_root, depth) AS (
+                         SELECT uuid, parent, layer, lower_layers, own_root, 0 FROM images WHERE uuid = ?1
                          UNION ALL
-                         SELECT i.uuid, i.parent, i.layer, c.depth + 1
+                         SELECT i.uuid, i.parent, i.layer, i.lower_layers, i.own_root, c.depth + 1
                          FROM images i JOIN chain c ON i.uuid = c.parent
                          WHERE c.depth < ?2
                      )
-                     SELECT layer, parent FROM chain ORDER BY depth",
+                     SELECT layer, parent, lower_layers, own_root FROM chain ORDER BY depth",
                 )
                 .map_err(db_error)?;
-            let rows =
-                st.query_map(params![uuid_text(uuid), MAX_DEPTH], |r| Ok((r.get(0)?, r.get(1)?))).map_err(db_error)?;
+            let rows = st
+                .query_map(params![uuid_text(uuid), MAX_DEPTH], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+                .map_err(db_error)?;
             rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db_error)
         })?;
-        match chain.last() {
+        let own_root = match chain.last() {
             None => return Err(not_found("image", uuid)),
-            Some((_, Some(parent))) => {
+            Some((_, Some(parent), _, _)) => {
                 return Err(Error::from_status(
                     500,
                     format!("corrupt store: the parent chain of image `{uuid}` breaks at `{parent}`"),
                     None,
                 ));
             }
-            Some((_, None)) => {}
+            Some((_, None, _, own_root)) => *own_root,
+        };
+        let mut layers = Vec::new();
+        for (layer, _, lower, _) in chain {
+            let lower: Vec<String> = serde_json::from_str(&lower)
+                .map_err(|e| Error::decode(format!("corrupt store: the lower layers of an image below `{uuid}`"), e))?;
+            for id in layer.into_iter().chain(lower) {
+                layers.push(self.layer_path(&id)?);
+            }
         }
-        chain.into_iter().filter_map(|(layer, _)| layer).map(|id| self.layer_path(&id)).collect()
+        Ok(LayerStack { layers, own_root })
     }
+}
+
+/// The layers of an image ([`Store::layer_stack`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LayerStack {
+    /// Layer directories, topmost first (without the base skeleton).
+    pub layers: Vec<PathBuf>,
+    /// The image stands on its own layers (imported from a registry) rather than on the
+    /// built-in base image.
+    pub own_root: bool,
 }
 
 #[cfg(test)]
@@ -528,10 +576,10 @@ mod tests {
         store.insert_image(&l3).unwrap();
 
         let path = |img: &ImageRecord| store.layer_path(img.layer.as_deref().unwrap()).unwrap();
-        assert_eq!(store.layer_stack(l3.uuid).unwrap(), vec![path(&l3), path(&l1)]);
-        assert_eq!(store.layer_stack(noop.uuid).unwrap(), vec![path(&l1)]);
-        assert_eq!(store.layer_stack(l1.uuid).unwrap(), vec![path(&l1)]);
-        assert!(store.layer_stack(base.uuid).unwrap().is_empty());
+        assert_eq!(store.layer_stack(l3.uuid).unwrap().layers, vec![path(&l3), path(&l1)]);
+        assert_eq!(store.layer_stack(noop.uuid).unwrap().layers, vec![path(&l1)]);
+        assert_eq!(store.layer_stack(l1.uuid).unwrap().layers, vec![path(&l1)]);
+        assert!(store.layer_stack(base.uuid).unwrap().layers.is_empty());
         assert!(store.layer_stack(Uuid::new_v4()).unwrap_err().is_not_found());
 
         // A root image with its own layer ends the stack.
@@ -539,6 +587,39 @@ mod tests {
         store.insert_image(&root).unwrap();
         let top = image_with_layer(&store, Some(root.uuid), 0);
         store.insert_image(&top).unwrap();
-        assert_eq!(store.layer_stack(top.uuid).unwrap(), vec![path(&top), path(&root)]);
+        assert_eq!(store.layer_stack(top.uuid).unwrap().layers, vec![path(&top), path(&root)]);
+        assert!(!store.layer_stack(top.uuid).unwrap().own_root);
+    }
+
+    #[test]
+    fn an_imported_image_stacks_its_lower_layers_on_its_own_root() {
+        let (_d, store) = store();
+        let layer = |name: &str| {
+            std::fs::create_dir_all(store.layers_dir().join(name)).unwrap();
+            name.to_owned()
+        };
+        let mut imported = ImageRecord::new(Uuid::new_v4(), None, Some(layer("oci-top")));
+        imported.lower_layers = vec![layer("oci-mid"), layer("oci-bottom")];
+        imported.own_root = true;
+        store.insert_image(&imported).unwrap();
+        assert_eq!(store.get_image(imported.uuid).unwrap().unwrap(), imported);
+        let run = image_with_layer(&store, Some(imported.uuid), 0);
+        store.insert_image(&run).unwrap();
+
+        let stack = store.layer_stack(run.uuid).unwrap();
+        let p = |id: &str| store.layer_path(id).unwrap();
+        assert_eq!(stack.layers, vec![p(run.layer.as_deref().unwrap()), p("oci-top"), p("oci-mid"), p("oci-bottom")]);
+        assert!(stack.own_root);
+
+        // Only a root image stands on its own; lower layers need a top one and must exist.
+        let mut bad = ImageRecord::new(Uuid::new_v4(), Some(imported.uuid), Some(layer("x")));
+        bad.own_root = true;
+        assert_eq!(store.insert_image(&bad).unwrap_err().argument(), Some("own_root"));
+        let mut bad = ImageRecord::new(Uuid::new_v4(), None, None);
+        bad.lower_layers = vec![layer("y")];
+        assert_eq!(store.insert_image(&bad).unwrap_err().argument(), Some("lower_layers"));
+        let mut bad = ImageRecord::new(Uuid::new_v4(), None, Some(layer("z")));
+        bad.lower_layers = vec!["missing".to_owned()];
+        assert_eq!(store.insert_image(&bad).unwrap_err().argument(), Some("lower_layers"));
     }
 }

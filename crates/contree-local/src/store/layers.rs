@@ -106,9 +106,12 @@ impl Store {
     pub fn remove_layer(&self, id: &str) -> Result<()> {
         check_layer_id(id)?;
         let used = self.with_conn(|conn| {
-            conn.prepare_cached("SELECT EXISTS (SELECT 1 FROM images WHERE layer = ?1)")
-                .and_then(|mut st| st.query_row([id], |r| r.get::<_, bool>(0)))
-                .map_err(db_error)
+            conn.prepare_cached(
+                "SELECT EXISTS (SELECT 1 FROM images WHERE layer = ?1)
+                     OR EXISTS (SELECT 1 FROM images, json_each(images.lower_layers) WHERE json_each.value = ?1)",
+            )
+            .and_then(|mut st| st.query_row([id], |r| r.get::<_, bool>(0)))
+            .map_err(db_error)
         })?;
         if used {
             return Err(conflict(format!("layer `{id}` is used by an image")));
@@ -123,8 +126,12 @@ impl Store {
     #[cfg_attr(not(test), expect(dead_code, reason = "layer garbage collection is not wired into the server yet"))]
     pub fn remove_orphan_layers(&self) -> Result<usize> {
         let used: HashSet<String> = self.with_conn(|conn| {
-            let mut st =
-                conn.prepare_cached("SELECT DISTINCT layer FROM images WHERE layer IS NOT NULL").map_err(db_error)?;
+            let mut st = conn
+                .prepare_cached(
+                    "SELECT layer FROM images WHERE layer IS NOT NULL
+                     UNION SELECT json_each.value FROM images, json_each(images.lower_layers)",
+                )
+                .map_err(db_error)?;
             let rows = st.query_map([], |r| r.get(0)).map_err(db_error)?;
             rows.collect::<rusqlite::Result<_>>().map_err(db_error)
         })?;
@@ -244,5 +251,16 @@ mod tests {
         assert!(!store.layer_path(&orphan2).unwrap().exists());
         assert!(store.layer_path(&used).unwrap().join("sub/f").is_file());
         assert_eq!(store.remove_orphan_layers().unwrap(), 0);
+
+        // An imported image's lower layers are in use too.
+        let top = mk("d");
+        let lower = mk("e");
+        let mut imported = ImageRecord::new(Uuid::new_v4(), None, Some(top));
+        imported.lower_layers = vec![lower.clone()];
+        imported.own_root = true;
+        store.insert_image(&imported).unwrap();
+        assert!(store.remove_layer(&lower).unwrap_err().is_conflict());
+        assert_eq!(store.remove_orphan_layers().unwrap(), 0);
+        assert!(store.layer_path(&lower).unwrap().join("sub/f").is_file());
     }
 }

@@ -458,7 +458,7 @@ mod tests {
         assert_eq!(store.get_image(child.uuid).unwrap().unwrap(), child);
         assert_eq!(store.find_by_tag("mine:1").unwrap().unwrap().uuid, child.uuid);
         assert_eq!(store.list_images(&ImageFilter::default()).unwrap().len(), 2);
-        assert_eq!(store.layer_stack(child.uuid).unwrap(), vec![store.layer_path(&layer).unwrap()]);
+        assert_eq!(store.layer_stack(child.uuid).unwrap().layers, vec![store.layer_path(&layer).unwrap()]);
         assert_eq!(fs::read(store.layer_path(&layer).unwrap().join("f")).unwrap(), b"layer content");
         assert_eq!(store.get_file_by_sha(&file.sha256).unwrap().unwrap(), file);
         assert_eq!(fs::read(store.blob_path(&file.sha256).unwrap()).unwrap(), b"payload");

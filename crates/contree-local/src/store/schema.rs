@@ -66,6 +66,12 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (operation, id)
     ) WITHOUT ROWID;
     ",
+    // 2: images imported from registries: more layers below `layer` (a JSON array of layer
+    // ids, topmost first), and images that stand on their own root instead of the base.
+    "
+    ALTER TABLE images ADD COLUMN lower_layers TEXT NOT NULL DEFAULT '[]';
+    ALTER TABLE images ADD COLUMN own_root INTEGER NOT NULL DEFAULT 0;
+    ",
 ];
 
 /// Brings the database to the latest schema version.

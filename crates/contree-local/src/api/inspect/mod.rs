@@ -35,7 +35,7 @@ pub(crate) fn image_fs(state: &AppState, uuid: Uuid) -> Result<RootFs, ApiError>
     }
     let stack = store.layer_stack(uuid).map_err(store_error)?;
     // The same overlays the sandbox mounts, read top-down instead of mounted.
-    let layers = crate::images::overlay_stacks(&stack, &state.ops.base)
+    let layers = crate::images::overlay_stacks(&stack.layers, &state.ops.base, stack.own_root)
         .into_iter()
         .flat_map(|m| {
             let point = m.mount_point;

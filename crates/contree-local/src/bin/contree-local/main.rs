@@ -82,6 +82,17 @@ struct Args {
     /// run may use all CPUs; runs get equal CPU weight).
     #[arg(long, value_name = "CPUS", value_parser = parse_cpus)]
     run_cpus: Option<contree_local::RunLimit<f64>>,
+    /// A registry (`host` or `host:port`) that image imports reach over plain HTTP; may be
+    /// repeated. Loopback registries always are; every other one is HTTPS only.
+    #[arg(long = "insecure-registry", value_name = "HOST[:PORT]")]
+    insecure_registries: Vec<String>,
+    /// The most an imported image may unpack to (`BYTES`, `512M`, `20G`); default 12G.
+    #[arg(long, value_name = "SIZE", value_parser = parse_import_bytes)]
+    max_import_bytes: Option<u64>,
+}
+
+fn parse_import_bytes(s: &str) -> Result<u64, String> {
+    parse_size(s)
 }
 
 /// Writes a line for scripts on stdout. A reader that has gone away (a closed pipe) must
@@ -216,6 +227,12 @@ fn main() -> ExitCode {
     }
     if let Some(c) = args.run_cpus {
         config = config.with_run_cpus(c);
+    }
+    for r in args.insecure_registries {
+        config = config.with_insecure_registry(r);
+    }
+    if let Some(n) = args.max_import_bytes {
+        config = config.with_max_import_bytes(n);
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
