@@ -99,6 +99,7 @@
 
 pub(crate) mod cgroup;
 mod error;
+mod exec;
 mod finish;
 mod init;
 mod network;
@@ -119,6 +120,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub use error::{SandboxError, SandboxUnavailable};
+pub use exec::{RunningSubprocess, SubprocessSpec};
 pub use finish::{UpperState, discard, finish};
 pub use run::{RunningSandbox, spawn, spawn_with_sink};
 pub use support::check_support;
