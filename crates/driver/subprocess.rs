@@ -506,8 +506,7 @@ impl Subprocess {
         repr.close = Some(close);
         let http = self.client.http();
         let spid = self.spid.to_string();
-        let call =
-            http.call(Method::POST, &["operations", &self.op_id, "subprocesses", &spid, "stdin"]).json(&repr)?;
+        let call = http.call(Method::POST, &["operations", &self.op_id, "subprocesses", &spid, "stdin"]).json(&repr)?;
         match http.unit(&call).await {
             Ok(()) => Ok(()),
             // Closing the stdin of a process that already ended (or saw EOF) is moot.

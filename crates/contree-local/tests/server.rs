@@ -1008,10 +1008,12 @@ async fn subprocesses_run_inside_the_instance_with_their_own_stdio_and_events() 
         )
         .await;
         // The main process may not have written its mark yet (or not be published: 425).
-        if status == StatusCode::TOO_EARLY || (status == StatusCode::CREATED && Instant::now() < deadline && {
-            let v = sub_result(&api, &op, body["spid"].as_u64().unwrap()).await;
-            !sub_stdout(&v).starts_with("main")
-        }) {
+        if status == StatusCode::TOO_EARLY
+            || (status == StatusCode::CREATED && Instant::now() < deadline && {
+                let v = sub_result(&api, &op, body["spid"].as_u64().unwrap()).await;
+                !sub_stdout(&v).starts_with("main")
+            })
+        {
             assert!(Instant::now() < deadline, "exec never saw the main process's state: {body}");
             tokio::time::sleep(Duration::from_millis(50)).await;
             continue;
@@ -1031,8 +1033,7 @@ async fn subprocesses_run_inside_the_instance_with_their_own_stdio_and_events() 
     assert_eq!(stream_bytes(&v["stderr"]), b"err\n");
 
     // stdin kept open, written and closed through its own route; killed by spid.
-    let (status, body, _) =
-        exec(&api, &op, json!({"command": "cat", "stdin": {"value": "a", "close": false}})).await;
+    let (status, body, _) = exec(&api, &op, json!({"command": "cat", "stdin": {"value": "a", "close": false}})).await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     let cat = body["spid"].as_u64().unwrap();
     let write = |spid: u64, value: &'static str, close: bool| {
@@ -1107,8 +1108,7 @@ async fn subprocesses_run_inside_the_instance_with_their_own_stdio_and_events() 
     assert_eq!(v["status"], "SUCCESS");
     assert_eq!(stdout(&v), "main-done\n", "the main result is spid 1's alone");
     let evs = api.events(&op, "").await;
-    let spawned: Vec<u64> =
-        evs.iter().filter(|e| e["type"] == "spawn").map(|e| e["spid"].as_u64().unwrap()).collect();
+    let spawned: Vec<u64> = evs.iter().filter(|e| e["type"] == "spawn").map(|e| e["spid"].as_u64().unwrap()).collect();
     assert!(spawned.contains(&1) && spawned.contains(&spid) && spawned.contains(&cat), "{spawned:?}");
     let only: Vec<Value> = api.events(&op, &format!("spid={cat}")).await;
     assert_eq!(types(&only)[0], "spawn");

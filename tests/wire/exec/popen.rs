@@ -203,12 +203,21 @@ fn exec_path() -> String {
 pub async fn exec_posts_an_exec_spec_and_drives_its_own_spid() {
     let (mock, client) = fake::setup();
     let spid_events = [
-        fake::frame(11, "spawn", Some(2), json!({"pid": 9, "command": "sh", "args": [], "shell": false, "cwd": "/tmp",
-                                                 "uid": 5, "gid": 0, "timeout": 0, "truncate_at": 1048576})),
+        fake::frame(
+            11,
+            "spawn",
+            Some(2),
+            json!({"pid": 9, "command": "sh", "args": [], "shell": false, "cwd": "/tmp",
+                                                 "uid": 5, "gid": 0, "timeout": 0, "truncate_at": 1048576}),
+        ),
         fake::frame(12, "stdout", Some(2), fake::stream_repr(b"sub-out\n")),
         fake::frame(13, "stderr", Some(2), fake::stream_repr(b"sub-err\n")),
-        fake::frame(14, "exit", Some(2),
-                    json!({"pid": 9, "code": 4, "signal": -1, "timed_out": false, "duration_ms": 3, "resources": {}})),
+        fake::frame(
+            14,
+            "exit",
+            Some(2),
+            json!({"pid": 9, "code": 4, "signal": -1, "timed_out": false, "duration_ms": 3, "resources": {}}),
+        ),
     ]
     .concat();
     // Mounted first: it wins over the main process's (unfiltered) event stream.
@@ -237,8 +246,12 @@ pub async fn exec_posts_an_exec_spec_and_drives_its_own_spid() {
     );
     let stdin2 = format!("/v1/operations/{OP}/subprocesses/2/stdin");
     let kill2 = format!("/v1/operations/{OP}/subprocesses/2");
-    mock.mount(wiremock::Mock::given(method("POST")).and(path(stdin2.clone())).respond_with(ResponseTemplate::new(204)));
-    mock.mount(wiremock::Mock::given(method("DELETE")).and(path(kill2.clone())).respond_with(ResponseTemplate::new(204)));
+    mock.mount(
+        wiremock::Mock::given(method("POST")).and(path(stdin2.clone())).respond_with(ResponseTemplate::new(204)),
+    );
+    mock.mount(
+        wiremock::Mock::given(method("DELETE")).and(path(kill2.clone())).respond_with(ResponseTemplate::new(204)),
+    );
     let reply = Reply::ok("main\n");
     mount_slow_run(&mock, &reply, fake::events_for(&reply), Duration::from_millis(1500));
 
@@ -314,7 +327,8 @@ pub async fn exec_posts_an_exec_spec_and_drives_its_own_spid() {
     let (mock, client) = fake::setup();
     mock.mount(
         wiremock::Mock::given(method("POST")).and(path(exec_path())).respond_with(
-            ResponseTemplate::new(409).set_body_json(json!({"error": "the operation is not a running instance", "status": 409})),
+            ResponseTemplate::new(409)
+                .set_body_json(json!({"error": "the operation is not a running instance", "status": 409})),
         ),
     );
     fake::mount_run(&mock, OP, &Reply::ok(""));

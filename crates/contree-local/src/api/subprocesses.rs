@@ -141,7 +141,8 @@ pub(crate) async fn kill(
         return Err(ApiError::conflict("the operation is not an instance"));
     }
     if spid != MAIN_SPID {
-        let proc_ = live.subprocs.get(spid).ok_or_else(|| ApiError::not_found(format!("no live process with spid {spid}")))?;
+        let proc_ =
+            live.subprocs.get(spid).ok_or_else(|| ApiError::not_found(format!("no live process with spid {spid}")))?;
         proc_.kill(signal)?;
         return Ok(StatusCode::NO_CONTENT);
     }

@@ -355,13 +355,7 @@ fn setup_error(e: SandboxError) -> ApiError {
     }
 }
 
-fn handle_event(
-    live: &LiveOp,
-    spid: u32,
-    st: &mut SinkState,
-    me: &Mutex<Option<Arc<Subproc>>>,
-    ev: SandboxEvent,
-) {
+fn handle_event(live: &LiveOp, spid: u32, st: &mut SinkState, me: &Mutex<Option<Arc<Subproc>>>, ev: SandboxEvent) {
     match ev {
         SandboxEvent::Stdout(b) => st.out.record(live, spid, &b),
         SandboxEvent::Stderr(b) => st.err.record(live, spid, &b),

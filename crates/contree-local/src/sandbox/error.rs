@@ -91,7 +91,9 @@ impl From<SandboxError> for contree_core::Error {
                 contree_core::Error::io(format!("sandbox setup failed while {stage}"), source)
             }
             SandboxError::Io { what, source } => contree_core::Error::io(what, source),
-            SandboxError::Ended => contree_core::Error::io("the sandbox has ended", std::io::Error::from(std::io::ErrorKind::BrokenPipe)),
+            SandboxError::Ended => {
+                contree_core::Error::io("the sandbox has ended", std::io::Error::from(std::io::ErrorKind::BrokenPipe))
+            }
         }
     }
 }

@@ -311,7 +311,12 @@ fn exec_plan(spec: &SandboxSpec) -> Result<ExecPlan, SandboxError> {
     command_plan(&spec.command, &spec.args, spec.shell, &spec.env)
 }
 
-pub(super) fn command_plan(command: &str, args: &[String], shell: bool, env: &[(String, String)]) -> Result<ExecPlan, SandboxError> {
+pub(super) fn command_plan(
+    command: &str,
+    args: &[String],
+    shell: bool,
+    env: &[(String, String)],
+) -> Result<ExecPlan, SandboxError> {
     if command.is_empty() {
         return Err(SandboxError::invalid("command", "must not be empty"));
     }
