@@ -486,7 +486,7 @@ impl Process {
     /// Starts another process in this running instance (`POST …/subprocesses`): `argv[0]`
     /// is the program, the rest its arguments. It shares the instance's filesystem,
     /// network and limits while the main command runs, and has its own live handle; see
-    /// [`PreparedExec`](super::subprocess::PreparedExec) for its options.
+    /// the prepared exec for its options.
     #[doc = crate::doc_examples::example!(process_exec)]
     pub fn exec<I, S>(&self, argv: I) -> PreparedExec
     where

@@ -31,7 +31,7 @@ use crate::transport::{self, PipeReader};
 crate::flavor::declare! {
     /// An extra process to start in a running instance, described but not started: set
     /// options, then [`spawn`](Self::spawn) it (in async, `.await` alone spawns it). Made by
-    /// [`exec`](super::process::Process::exec) on a live process handle.
+    /// `exec` on a live process handle.
     #[doc = crate::doc_examples::example!(process_exec)]
     #[derive(Debug, Clone)]
     #[must_use = "a prepared exec does nothing until it is spawned"]
@@ -144,8 +144,8 @@ impl PreparedExec {
         self
     }
 
-    /// Its stdin: bytes, a file, a reader, or [`Stdin::piped()`] for
-    /// [`write_stdin`](Subprocess::write_stdin) (default: empty).
+    /// Its stdin: bytes, a file, a reader, or `Stdin::piped()` for
+    /// `write_stdin` (default: empty).
     pub fn stdin(mut self, stdin: impl Into<Stdin>) -> Self {
         self.stdin = stdin.into();
         self
@@ -319,7 +319,7 @@ async fn fetch_result(client: &Client, op_id: &str, spid: u32) -> Result<Instanc
 
 crate::flavor::declare! {
     /// A process started inside a running instance by
-    /// [`exec`](super::process::Process::exec): a live handle shaped like the main
+    /// `exec`: a live handle shaped like the main
     /// process's (live output, stdin writes, `wait`, `kill`), identified by its spid.
     #[doc = crate::doc_examples::example!(process_exec)]
     pub struct Subprocess {
