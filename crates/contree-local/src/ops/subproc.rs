@@ -25,6 +25,9 @@ pub(crate) const FIRST_SPID: u32 = 2;
 pub(crate) const MAX_LIVE: usize = 64;
 /// Extra processes over an instance's life (each adds to its event log).
 pub(crate) const MAX_TOTAL: u32 = 4096;
+/// Descriptors starting one extra process holds on the server's side at its peak (twelve
+/// today, see `sandbox::exec`), with room to spare.
+const FDS_PER_PROCESS: u64 = 24;
 /// Arguments (or environment variables) of one process.
 const MAX_ITEMS: usize = 4000;
 /// Bytes of argv and environment together (a quarter of Linux's usual `ARG_MAX`).
@@ -280,6 +283,16 @@ pub(crate) fn start(ops: &Ops, live: &Arc<LiveOp>, req: ExecSpec) -> Result<u32,
             "this instance already runs {MAX_LIVE} subprocesses; wait for one to exit"
         )));
     }
+    // Its pipes, socket, eventfd and plan on the server's side: refused (the client retries)
+    // rather than failing half-started when the descriptors run out.
+    if !crate::fds::has_headroom(FDS_PER_PROCESS) {
+        return Err(ApiError::new(
+            axum::http::StatusCode::TOO_MANY_REQUESTS,
+            "the server is short of file descriptors; retry shortly",
+        )
+        .retry_after(1)
+        .close_connection());
+    }
     let spid = subs.next_spid.fetch_add(1, Ordering::SeqCst);
     if spid >= FIRST_SPID + MAX_TOTAL {
         return Err(ApiError::conflict(format!("an instance can start at most {MAX_TOTAL} subprocesses")));
@@ -310,6 +323,14 @@ pub(crate) fn start(ops: &Ops, live: &Arc<LiveOp>, req: ExecSpec) -> Result<u32,
         Err(SandboxError::Ended) => return Err(not_running()),
         Err(e @ (SandboxError::InvalidArgument { .. } | SandboxError::Setup { .. })) => {
             return Err(setup_error(e));
+        }
+        Err(e) if crate::fds::is_exhaustion(&e) => {
+            return Err(ApiError::new(
+                axum::http::StatusCode::TOO_MANY_REQUESTS,
+                format!("the server is short of file descriptors ({e}); retry shortly"),
+            )
+            .retry_after(1)
+            .close_connection());
         }
         Err(e) => return Err(ApiError::internal(format!("could not start the subprocess: {e}"))),
     };
