@@ -930,11 +930,12 @@ out:
 
 static _Noreturn void exec_subproc(const struct xplan *x, const int *fds)
 {
-    /* The request's fds may sit anywhere (even on 0-2 or FD_ERR): lift them out of the way
-     * first, then place them, then close everything else of PID 1's. */
+    /* The request's fds may sit anywhere (even on 0-2 or FD_ERR): lift them above FD_ERR
+     * first, so that placing them on 0-2 and FD_ERR clobbers none, then close everything
+     * else of PID 1's. */
     int hi[XFD_COUNT];
     for (int i = XFD_STDIN; i <= XFD_ERR; i++) {
-        hi[i] = fcntl(fds[i], F_DUPFD, 64);
+        hi[i] = fcntl(fds[i], F_DUPFD, FD_ERR + 1);
         if (hi[i] < 0) {
             struct err_record rec = {S_STDIO, 10 + (uint32_t)i, errno};
             ssize_t r = write(fds[XFD_ERR], &rec, sizeof rec);
