@@ -188,7 +188,8 @@ impl PreparedExec {
     /// Starts the process (`POST /operations/{id}/subprocesses`) and returns its live handle.
     /// Bad arguments fail before any request; a program that does not exist is not an
     /// error but exit code 127, like a shell; a working directory that does not exist is a
-    /// BadRequest error.
+    /// BadRequest error, and an instance that has finished (or is not an instance) answers
+    /// with a Conflict error (`is_conflict()`).
     #[doc = crate::doc_examples::example!(process_exec)]
     #[crate::maybe]
     pub async fn spawn(self) -> Result<Subprocess> {

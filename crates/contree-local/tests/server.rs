@@ -1126,6 +1126,55 @@ async fn subprocesses_run_inside_the_instance_with_their_own_stdio_and_events() 
 }
 
 #[tokio::test]
+async fn subprocesses_start_concurrently_up_to_the_live_cap() {
+    let api = Api::shared();
+    let op = api.spawn(json!({"command": "sleep", "args": ["300"], "image": base_image()})).await;
+    api.wait_status(&op, "EXECUTING").await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (status, body, _) = exec(&api, &op, json!({"command": "true"})).await;
+        if status == StatusCode::CREATED {
+            sub_result(&api, &op, body["spid"].as_u64().unwrap()).await;
+            break;
+        }
+        assert!(status == StatusCode::TOO_EARLY && Instant::now() < deadline, "{status} {body}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // 64 at once, started concurrently: distinct spids, all running.
+    let starts = (0..64).map(|_| {
+        let api = api.clone();
+        let op = op.clone();
+        async move { exec(&api, &op, json!({"command": "sleep", "args": ["300"]})).await }
+    });
+    let started = futures_util::future::join_all(starts).await;
+    let mut spids: Vec<u64> = started
+        .iter()
+        .map(|(status, body, _)| {
+            assert_eq!(*status, StatusCode::CREATED, "{body}");
+            body["spid"].as_u64().unwrap()
+        })
+        .collect();
+    spids.sort_unstable();
+    spids.dedup();
+    assert_eq!(spids.len(), 64, "every spid is new");
+    let (status, body, _) = exec(&api, &op, json!({"command": "true"})).await;
+    assert_eq!(status, StatusCode::CONFLICT, "past the live cap: {body}");
+    assert!(body["error"].as_str().unwrap().contains("64"), "{body}");
+    // One ends: room for another.
+    let r =
+        api.req(reqwest::Method::DELETE, &format!("/operations/{op}/subprocesses/{}", spids[0])).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    sub_result(&api, &op, spids[0]).await;
+    let (status, body, _) = exec(&api, &op, json!({"command": "true"})).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    // The instance's end takes every one of them.
+    let r = api.req(reqwest::Method::DELETE, &format!("/operations/{op}")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let v = tokio::time::timeout(Duration::from_secs(30), api.wait(&op)).await.expect("the instance ends");
+    assert_eq!(v["status"], "CANCELLED");
+}
+
+#[tokio::test]
 async fn subprocesses_die_with_the_instance() {
     let api = Api::shared();
     let op = api.spawn(json!({"command": "sleep", "args": ["300"], "image": base_image()})).await;
