@@ -175,9 +175,10 @@ pub use contree_core as core;
 #[cfg(feature = "async")]
 #[doc(inline)]
 pub use contree_async::{
-    Archive, Contree, ContreeBuilder, ContreeImage, ContreeProcess, ContreeSession, Detached, DirEntry, DynRead,
-    DynWrite, Files, GrepImage, Images, ImportImage, LineReader, ListImages, ListOperations, Operations, OutputTarget,
-    PipeReader, PreparedRun, RunEvent, RunEvents, SessionProcess, SessionTarget, Stdin, UploadSource,
+    Archive, Contree, ContreeBuilder, ContreeImage, ContreeProcess, ContreeSession, ContreeSubprocess, Detached,
+    DirEntry, DynRead, DynWrite, Files, GrepImage, Images, ImportImage, LineReader, ListImages, ListOperations,
+    Operations, OutputTarget, PipeReader, PreparedExec, PreparedRun, RunEvent, RunEvents, SessionProcess,
+    SessionTarget, Stdin, UploadSource,
 };
 
 /// The blocking flavor: the same API without `async`, for scripts and tools. Every type is the
@@ -198,11 +199,11 @@ pub use contree_async::{
 pub mod blocking {
     #[doc(inline)]
     pub use contree_blocking::{
-        ArchiveSync, ContreeBuilderSync, ContreeImageSync, ContreeProcessSync, ContreeSessionSync, ContreeSync,
-        DetachedSync, DirEntrySync, DynReadSync, DynWriteSync, FilesSync, GrepImageSync, ImageIter, ImagesSync,
-        ImportImageSync, LineReaderSync, ListImagesSync, ListOperationsSync, OperationIter, OperationsSync,
-        OutputTargetSync, PipeReaderSync, PreparedRunSync, RunEventIter, RunEventSync, RunEventsSync,
-        SessionProcessSync, SessionTargetSync, StdinSync, UploadSourceSync,
+        ArchiveSync, ContreeBuilderSync, ContreeImageSync, ContreeProcessSync, ContreeSessionSync,
+        ContreeSubprocessSync, ContreeSync, DetachedSync, DirEntrySync, DynReadSync, DynWriteSync, FilesSync,
+        GrepImageSync, ImageIter, ImagesSync, ImportImageSync, LineReaderSync, ListImagesSync, ListOperationsSync,
+        OperationIter, OperationsSync, OutputTargetSync, PipeReaderSync, PreparedExecSync, PreparedRunSync,
+        RunEventIter, RunEventSync, RunEventsSync, SessionProcessSync, SessionTargetSync, StdinSync, UploadSourceSync,
     };
 }
 

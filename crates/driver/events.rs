@@ -90,6 +90,12 @@ impl EventFollower {
         }
     }
 
+    /// Follows only the events of process `spid` (`?spid=N`).
+    pub(crate) fn spid(mut self, spid: u32) -> Self {
+        self.spid = Some(spid);
+        self
+    }
+
     /// Stop with OperationTimedOut (after cancelling the operation) at this instant.
     pub(crate) fn deadline(mut self, deadline: Option<Instant>) -> Self {
         self.deadline = deadline;

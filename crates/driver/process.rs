@@ -24,6 +24,7 @@ use super::client::Client;
 use super::events::{EventFollower, Followed};
 use super::image::Image;
 use super::run::{RunSpec, Started};
+use super::subprocess::PreparedExec;
 use crate::transport::{self, PipeReader};
 
 crate::flavor::declare! {
@@ -213,7 +214,7 @@ impl std::fmt::Debug for LineReader {
 }
 
 impl LineReader {
-    fn new(pipe: PipeReader) -> Self {
+    pub(crate) fn new(pipe: PipeReader) -> Self {
         LineReader { pipe, pending: Vec::new(), done: false }
     }
 
@@ -480,6 +481,25 @@ impl Process {
             Err(e) if close && data.is_empty() && (e.is_gone() || e.is_conflict()) => Ok(()),
             Err(e) => Err(e.with_operation(&self.op_id)),
         }
+    }
+
+    /// Starts another process in this running instance (`POST …/subprocesses`): `argv[0]`
+    /// is the program, the rest its arguments. It shares the instance's filesystem,
+    /// network and limits while the main command runs, and has its own live handle; see
+    /// the prepared exec for its options.
+    #[doc = crate::doc_examples::example!(process_exec)]
+    pub fn exec<I, S>(&self, argv: I) -> PreparedExec
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        PreparedExec::argv(self.client.clone(), self.op_id.clone(), argv)
+    }
+
+    /// Like [`exec`](Self::exec), for a shell command line (`sh -c`, with the image's
+    /// environment).
+    pub fn exec_shell(&self, command: impl Into<String>) -> PreparedExec {
+        PreparedExec::shell(self.client.clone(), self.op_id.clone(), command.into())
     }
 
     /// Kills the process with SIGKILL; see [`signal`](Self::signal).

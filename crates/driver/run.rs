@@ -122,7 +122,7 @@ impl Stdin {
     }
 
     #[crate::maybe]
-    async fn resolve(&self) -> Result<(Bytes, bool)> {
+    pub(crate) async fn resolve(&self) -> Result<(Bytes, bool)> {
         match &self.source {
             StdinSource::Empty => Ok((Bytes::new(), false)),
             StdinSource::Bytes(b) => Ok((b.clone(), false)),

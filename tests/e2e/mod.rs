@@ -29,7 +29,8 @@ macro_rules! e2e_scenarios {
             path_escapes_read_nothing,
             tags_move_between_images,
             session_popen_text_mode_tag_as_and_operations,
-            grep_finds_lines_in_a_result_image
+            grep_finds_lines_in_a_result_image,
+            exec_starts_more_processes_in_a_running_instance
         );
     };
 }
@@ -366,4 +367,77 @@ pub async fn grep_finds_lines_in_a_result_image() {
     assert_eq!(bad.status(), Some(400), "{bad}");
     let early = img.grep("").send().await.unwrap_err();
     assert_eq!(early.argument(), Some("pattern"));
+}
+
+/// `exec` on a live process: more processes in the same running sandbox, each with its own
+/// live handle, ended with the instance at the latest.
+#[crate::maybe]
+pub async fn exec_starts_more_processes_in_a_running_instance() {
+    let (_c, base) = base();
+    let mut main = base.popen_shell("echo state > /tmp/state; echo ready; sleep 60").await.expect("popen");
+    let mut out = main.stdout().expect("stdout reader");
+    let ready = out.chunk().await.expect("ready");
+    assert_eq!(ready, &b"ready\n"[..]);
+
+    // It sees the main command's filesystem; its output is its own, live.
+    let mut cat = main.exec(["cat", "/tmp/state"]).spawn().await.expect("exec");
+    assert!(cat.spid() >= 2, "{cat:?}");
+    assert_eq!(cat.id(), main.id());
+    let mut lines = cat.stdout_lines().expect("lines");
+    let line = lines.next_line().await.expect("line");
+    assert_eq!(line.as_deref(), Some("state"));
+    let status = cat.wait().await.expect("wait");
+    assert!(status.success());
+
+    // Piped stdin, env, cwd and uid; the whole output at the end.
+    let sh = main
+        .exec(["sh", "-c", "read x; echo $x-$FOO-$(pwd)-$(id -u); echo err >&2"])
+        .env("FOO", "bar")
+        .cwd("/tmp")
+        .uid(1000)
+        .stdin(Stdin::piped())
+        .spawn()
+        .await
+        .expect("exec sh");
+    sh.write_stdin(&b"hi\n"[..]).await.expect("write stdin");
+    sh.close_stdin().await.expect("close stdin");
+    let output = sh.wait_with_output().await.expect("output");
+    assert_eq!(output.stdout_text(), "hi-bar-/tmp-1000\n");
+    assert_eq!(output.stderr_text(), "err\n");
+    assert!(output.status.success());
+
+    // The shell form, and check() making a non-zero exit an error.
+    let mut failing = main.exec_shell("echo no >&2; exit 3").spawn().await.expect("exec shell").check(true);
+    let err = failing.wait().await.unwrap_err();
+    assert!(err.is_process_failed(), "{err}");
+    assert_eq!(err.exit_code(), Some(3));
+
+    // communicate, and kill by its own handle (the main command runs on).
+    let mut upper = main.exec(["tr", "a-z", "A-Z"]).stdin(Stdin::piped()).spawn().await.expect("exec tr");
+    let (stdout, _) = upper.communicate(&b"shout"[..]).await.expect("communicate");
+    assert_eq!(stdout, &b"SHOUT"[..]);
+    let mut sleeper = main.exec(["sleep", "60"]).spawn().await.expect("exec sleep");
+    assert!(sleeper.try_wait().expect("try_wait").is_none());
+    sleeper.kill().await.expect("kill");
+    let status = sleeper.wait().await.expect("wait");
+    assert_eq!(status.signal, Some(9));
+    assert!(main.try_wait().expect("try_wait").is_none(), "the main command still runs");
+
+    // Bad arguments fail before any request; a missing cwd is the server's 400.
+    let err = main.exec(Vec::<String>::new()).spawn().await.unwrap_err();
+    assert_eq!(err.argument(), Some("argv"), "{err}");
+    let err = main.exec(["true"]).cwd("relative").spawn().await.unwrap_err();
+    assert_eq!(err.argument(), Some("cwd"), "{err}");
+    let err = main.exec(["true"]).cwd("/no/such/dir").spawn().await.unwrap_err();
+    assert_eq!(err.status(), Some(400), "{err}");
+
+    // The main command's end ends the others; a finished instance takes no more.
+    let mut late = main.exec(["sleep", "60"]).spawn().await.expect("exec late");
+    main.kill().await.expect("kill main");
+    let status = main.wait().await.expect("wait main");
+    assert_eq!(status.signal, Some(9));
+    let status = late.wait().await.expect("wait late");
+    assert_eq!(status.signal, Some(9));
+    let err = main.exec(["true"]).spawn().await.unwrap_err();
+    assert!(err.is_conflict(), "{err}");
 }

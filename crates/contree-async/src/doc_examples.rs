@@ -378,6 +378,21 @@ assert_eq!(result.stdout_text()?, "1\n4\n9\n");
 "#
         )
     };
+    (process_exec) => {
+        $crate::doc_examples::wrap!(
+            r#"use contree::Stdin;
+// A long-running main command, and processes started next to it while it runs.
+let mut server = base.popen(["sleep", "600"]).await?;
+let mut probe = server.exec(["hostname"]).spawn().await?;
+println!("{}", probe.wait().await?); // exit status: 0
+let mut repl = server.exec(["sh"]).stdin(Stdin::piped()).spawn().await?;
+repl.write_stdin("echo $((6 * 7))\n").await?;
+repl.close_stdin().await?;
+assert_eq!(repl.wait_with_output().await?.stdout_text(), "42\n");
+server.kill().await?;
+"#
+        )
+    };
     (process_kill) => {
         $crate::doc_examples::wrap!(
             r#"let mut sleeper = base.popen(["sleep", "600"]).await?;

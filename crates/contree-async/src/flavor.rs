@@ -31,6 +31,10 @@ macro_rules! declare {
         $($head)* ContreeSession $($rest)*
         pub(crate) type Session = ContreeSession;
     };
+    (@name Subprocess ($($head:tt)*) ($($rest:tt)*)) => {
+        $($head)* ContreeSubprocess $($rest)*
+        pub(crate) type Subprocess = ContreeSubprocess;
+    };
     (@name Process ($($head:tt)*) ($($rest:tt)*)) => {
         $($head)* ContreeProcess $($rest)*
         pub(crate) type Process = ContreeProcess;

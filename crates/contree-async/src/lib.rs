@@ -37,4 +37,5 @@ pub use driver::operations::{ListOperations, Operations};
 pub use driver::process::{ContreeProcess, LineReader, RunEvent, RunEvents};
 pub use driver::run::{Detached, OutputTarget, PreparedRun, Stdin};
 pub use driver::session::{ContreeSession, SessionProcess, SessionTarget};
+pub use driver::subprocess::{ContreeSubprocess, PreparedExec};
 pub use transport::{DynRead, DynWrite, PipeReader};

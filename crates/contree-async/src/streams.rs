@@ -113,6 +113,16 @@ impl std::future::IntoFuture for crate::driver::grep::GrepImage {
     }
 }
 
+impl std::future::IntoFuture for crate::driver::subprocess::PreparedExec {
+    type Output = Result<crate::driver::subprocess::Subprocess>;
+    type IntoFuture = std::pin::Pin<Box<dyn std::future::Future<Output = Self::Output> + Send + 'static>>;
+
+    /// Awaiting a prepared exec starts the process (`spawn()`).
+    fn into_future(self) -> Self::IntoFuture {
+        Box::pin(self.spawn())
+    }
+}
+
 impl crate::driver::process::LineReader {
     /// The lines as a `Stream` (text mode). An error (a line that is not UTF-8) ends it.
     ///

@@ -167,6 +167,11 @@ pub(crate) fn spawn_driver(driver: crate::driver::process::ProcessDriver) {
     tokio::spawn(driver.run());
 }
 
+/// Follows an extra process (`exec`) on a task of its own.
+pub(crate) fn spawn_subprocess_driver(driver: crate::driver::subprocess::SubprocessDriver) {
+    tokio::spawn(driver.run());
+}
+
 /// Waits for a process's outcome.
 pub(crate) async fn recv_done<T>(rx: tokio::sync::oneshot::Receiver<T>) -> Option<T> {
     rx.await.ok()

@@ -381,6 +381,21 @@ assert_eq!(result.stdout_text()?, "1\n4\n9\n");
 "#
         )
     };
+    (process_exec) => {
+        $crate::doc_examples::wrap!(
+            r#"use contree::blocking::StdinSync;
+// A long-running main command, and processes started next to it while it runs.
+let mut server = base.popen(["sleep", "600"])?;
+let mut probe = server.exec(["hostname"]).spawn()?;
+println!("{}", probe.wait()?); // exit status: 0
+let mut repl = server.exec(["sh"]).stdin(StdinSync::piped()).spawn()?;
+repl.write_stdin("echo $((6 * 7))\n")?;
+repl.close_stdin()?;
+assert_eq!(repl.wait_with_output()?.stdout_text(), "42\n");
+server.kill()?;
+"#
+        )
+    };
     (process_kill) => {
         $crate::doc_examples::wrap!(
             r#"let mut sleeper = base.popen(["sleep", "600"])?;

@@ -33,6 +33,14 @@ macro_rules! declare {
         $($head)* ContreeSessionSync $($rest)*
         pub(crate) type Session = ContreeSessionSync;
     };
+    (@name Subprocess ($($head:tt)*) ($($rest:tt)*)) => {
+        $($head)* ContreeSubprocessSync $($rest)*
+        pub(crate) type Subprocess = ContreeSubprocessSync;
+    };
+    (@name PreparedExec ($($head:tt)*) ($($rest:tt)*)) => {
+        $($head)* PreparedExecSync $($rest)*
+        pub(crate) type PreparedExec = PreparedExecSync;
+    };
     (@name Process ($($head:tt)*) ($($rest:tt)*)) => {
         $($head)* ContreeProcessSync $($rest)*
         pub(crate) type Process = ContreeProcessSync;

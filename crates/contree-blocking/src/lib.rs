@@ -40,5 +40,6 @@ pub use driver::operations::{ListOperationsSync, OperationsSync};
 pub use driver::process::{ContreeProcessSync, LineReaderSync, RunEventSync, RunEventsSync};
 pub use driver::run::{DetachedSync, OutputTargetSync, PreparedRunSync, StdinSync};
 pub use driver::session::{ContreeSessionSync, SessionProcessSync, SessionTargetSync};
+pub use driver::subprocess::{ContreeSubprocessSync, PreparedExecSync};
 pub use streams::{ImageIter, OperationIter, RunEventIter};
 pub use transport::{DynReadSync, DynWriteSync, PipeReaderSync};

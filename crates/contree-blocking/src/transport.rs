@@ -244,6 +244,15 @@ pub(crate) fn spawn_driver(driver: crate::driver::process::ProcessDriver) {
     }
 }
 
+/// Follows an extra process (`exec`) on a thread of its own.
+pub(crate) fn spawn_subprocess_driver(driver: crate::driver::subprocess::SubprocessDriver) {
+    let spawned = std::thread::Builder::new().name("contree-exec".into()).spawn(move || driver.run());
+    if let Err(e) = spawned {
+        // Without the thread the outcome channel closes, and wait() reports it.
+        tracing::warn!(error = %e, "could not start the exec follower thread");
+    }
+}
+
 /// Waits for a process's outcome.
 pub(crate) fn recv_done<T>(rx: tokio::sync::oneshot::Receiver<T>) -> Option<T> {
     rx.blocking_recv().ok()

@@ -36,6 +36,16 @@
  * PID 1 then relays signals from the server, enforces the timeout, reaps, reports the
  * command's wait status and rusage, and exits (the kernel kills whatever is left).
  *
+ * Extra processes (the API's subprocesses, spid >= 2) are forked by PID 1 too, on a
+ * request from the server over the control socket: a small plan (argv, env, cwd, uid/gid)
+ * in a memfd plus the process's stdio, error and status pipes as SCM_RIGHTS. They go
+ * through the same step 9 as the command (capability bounding set, seccomp filters,
+ * credentials), so they are born inside every namespace, the cgroup and the limits of the
+ * run: no process of the host ever joins the sandbox (no setns, nothing of the server's
+ * memory or fds), and nothing of the sandbox can address the request (only the server
+ * holds the other end of the control socket). PID 1 reaps them and reports each one's
+ * wait status and rusage on its own status pipe.
+ *
  * Any failed step writes {stage, index, errno} to the error pipe and exits: nothing ever
  * runs with less isolation than planned.
  *
@@ -194,6 +204,44 @@ static struct {
     int nfilters;
     uint64_t keep_caps;
 } plan;
+
+/* What a command process needs: the main command's comes from the plan, an extra
+ * process's from its request. */
+struct cmd {
+    char **argv;
+    char **envp;
+    const char *const *candidates;
+    int ncandidates;
+    uint32_t uid, gid;
+    const char *cwd;
+    const char *not_found;
+    size_t not_found_len;
+    const char *denied;
+    size_t denied_len;
+};
+
+/* Control messages from the server (run.rs): a bare int is a signal for the whole
+ * sandbox; these are about one extra process. */
+enum { CTL_EXEC = 1, CTL_KILL = 2 };
+struct ctl_msg {
+    uint32_t op;
+    uint32_t spid;
+    int32_t sig;
+};
+/* The fds of a CTL_EXEC request, in order. */
+enum { XFD_PLAN, XFD_STDIN, XFD_STDOUT, XFD_STDERR, XFD_ERR, XFD_STATUS, XFD_COUNT };
+/* Largest request plan (the server caps argv + env well below). */
+#define MAX_XPLAN (8 << 20)
+#define MAX_SUBPROCS 256
+
+struct subproc {
+    pid_t pid;
+    uint32_t spid;
+    int status_fd;
+    uint64_t start;
+};
+static struct subproc subprocs[MAX_SUBPROCS];
+static int nsubprocs;
 
 static _Noreturn void fail(uint32_t stage, uint32_t index, int err)
 {
@@ -697,11 +745,10 @@ static void drop_capabilities(void)
     check(prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0), S_CAPABILITIES, 102);
 }
 
-static _Noreturn void exec_command(void)
+/* Step 9 for any command process, its stdio already on 0/1/2 and its error pipe on
+ * FD_ERR (close-on-exec, so the server sees EOF once execve succeeded). */
+static _Noreturn void run_command(const struct cmd *c)
 {
-    check(dup2(FD_STDIN, 0), S_STDIO, 0);
-    check(dup2(FD_STDOUT, 1), S_STDIO, 1);
-    check(dup2(FD_STDERR, 2), S_STDIO, 2);
     /* Its own session and process group, no controlling terminal. */
     setsid();
     struct sigaction sa;
@@ -717,26 +764,331 @@ static _Noreturn void exec_command(void)
         struct sock_fprog prog = {plan.filters[i].len, (struct sock_filter *)plan.filters[i].insns};
         check(prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog, 0, 0), S_SECCOMP, (uint32_t)i);
     }
-    gid_t groups[1] = {plan.gid};
+    gid_t groups[1] = {c->gid};
     check(setgroups(1, groups), S_CREDENTIALS, 0);
-    check(setresgid(plan.gid, plan.gid, plan.gid), S_CREDENTIALS, 1);
-    check(setresuid(plan.uid, plan.uid, plan.uid), S_CREDENTIALS, 2);
+    check(setresgid(c->gid, c->gid, c->gid), S_CREDENTIALS, 1);
+    check(setresuid(c->uid, c->uid, c->uid), S_CREDENTIALS, 2);
     /* After switching user, so that permissions are checked as the command's user. */
-    check(chdir(plan.cwd), S_CHDIR, 0);
+    check(chdir(c->cwd), S_CHDIR, 0);
     umask(022);
     set_sigmask_empty();
-    plan.argv[plan.nargv] = NULL;
-    plan.envp[plan.nenvp] = NULL;
     int denied = 0;
-    for (int i = 0; i < plan.ncandidates; i++) {
-        execve(plan.candidates[i], plan.argv, plan.envp);
+    for (int i = 0; i < c->ncandidates; i++) {
+        execve(c->candidates[i], c->argv, c->envp);
         if (errno != ENOENT && errno != ENOTDIR && errno != ELOOP && errno != ENAMETOOLONG)
             denied = 1;
     }
     /* Like a shell: 127 when nothing was found, 126 when it could not be executed. */
-    ssize_t r = denied ? write(2, plan.denied, plan.denied_len) : write(2, plan.not_found, plan.not_found_len);
+    ssize_t r = denied ? write(2, c->denied, c->denied_len) : write(2, c->not_found, c->not_found_len);
     (void)r;
     _exit(denied ? 126 : 127);
+}
+
+static _Noreturn void exec_command(void)
+{
+    check(dup2(FD_STDIN, 0), S_STDIO, 0);
+    check(dup2(FD_STDOUT, 1), S_STDIO, 1);
+    check(dup2(FD_STDERR, 2), S_STDIO, 2);
+    plan.argv[plan.nargv] = NULL;
+    plan.envp[plan.nenvp] = NULL;
+    struct cmd c = {.argv = plan.argv,
+                    .envp = plan.envp,
+                    .candidates = plan.candidates,
+                    .ncandidates = plan.ncandidates,
+                    .uid = plan.uid,
+                    .gid = plan.gid,
+                    .cwd = plan.cwd,
+                    .not_found = plan.not_found,
+                    .not_found_len = plan.not_found_len,
+                    .denied = plan.denied,
+                    .denied_len = plan.denied_len};
+    run_command(&c);
+}
+
+/* ----------------------------------------------------------------------------------- */
+/* Extra processes                                                                      */
+
+/* A request's plan: cwd, credentials, argv, env, candidates and messages (the tags of
+ * the main plan). The strings point into `buf`. */
+struct xplan {
+    char *buf;
+    struct cmd cmd;
+    char **argv, **envp;
+    const char **candidates;
+    int nargv, nenvp;
+};
+
+static void free_xplan(struct xplan *x)
+{
+    free(x->buf);
+    free(x->argv);
+    free(x->envp);
+    free(x->candidates);
+}
+
+/* Reads and checks a request plan; 0, or an errno with nothing left allocated. */
+static int read_xplan(int fd, struct xplan *x)
+{
+    memset(x, 0, sizeof *x);
+    struct stat st;
+    if (fstat(fd, &st) < 0)
+        return errno;
+    if (st.st_size <= 0 || st.st_size > MAX_XPLAN)
+        return E2BIG;
+    size_t size = (size_t)st.st_size;
+    x->buf = malloc(size);
+    x->argv = calloc(MAX_ITEMS + 1, sizeof(char *));
+    x->envp = calloc(MAX_ITEMS + 1, sizeof(char *));
+    x->candidates = calloc(MAX_ITEMS, sizeof(char *));
+    int err = 0;
+    if (!x->buf || !x->argv || !x->envp || !x->candidates) {
+        err = ENOMEM;
+        goto out;
+    }
+    for (size_t got = 0; got < size;) {
+        ssize_t n = pread(fd, x->buf + got, size - got, (off_t)got);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            err = n < 0 ? errno : EIO;
+            goto out;
+        }
+        got += (size_t)n;
+    }
+    struct cmd *c = &x->cmd;
+    int have_cred = 0;
+    for (size_t off = 0; off < size;) {
+        if (size - off < 8) {
+            err = EINVAL;
+            goto out;
+        }
+        uint32_t tag = get_u32(x->buf + off), len = get_u32(x->buf + off + 4);
+        off += 8;
+        if (len > size - off) {
+            err = EINVAL;
+            goto out;
+        }
+        char *p = x->buf + off;
+        off += len;
+        switch (tag) {
+        case T_CWD:
+            if (!nul_terminated(p, len))
+                err = EINVAL;
+            c->cwd = p;
+            break;
+        case T_CRED:
+            if (len != 8)
+                err = EINVAL;
+            else {
+                c->uid = get_u32(p);
+                c->gid = get_u32(p + 4);
+                have_cred = 1;
+            }
+            break;
+        case T_ARG:
+        case T_ENV:
+        case T_CANDIDATE:
+            if (!nul_terminated(p, len))
+                err = EINVAL;
+            else if (tag == T_ARG && x->nargv < MAX_ITEMS)
+                x->argv[x->nargv++] = p;
+            else if (tag == T_ENV && x->nenvp < MAX_ITEMS)
+                x->envp[x->nenvp++] = p;
+            else if (tag == T_CANDIDATE && c->ncandidates < MAX_ITEMS)
+                x->candidates[c->ncandidates++] = p;
+            else
+                err = E2BIG;
+            break;
+        case T_NOT_FOUND:
+            c->not_found = p;
+            c->not_found_len = len;
+            break;
+        case T_DENIED:
+            c->denied = p;
+            c->denied_len = len;
+            break;
+        default:
+            /* Mounts, files, seccomp, ...: the run's, never a request's. */
+            err = ENOTSUP;
+        }
+        if (err)
+            goto out;
+    }
+    if (!c->cwd || !have_cred || x->nargv == 0 || c->ncandidates == 0)
+        err = EINVAL;
+out:
+    if (err) {
+        free_xplan(x);
+        memset(x, 0, sizeof *x);
+        return err;
+    }
+    c->argv = x->argv;
+    c->envp = x->envp;
+    c->candidates = x->candidates;
+    return 0;
+}
+
+static _Noreturn void exec_subproc(const struct xplan *x, const int *fds)
+{
+    /* The request's fds may sit anywhere (even on 0-2 or FD_ERR): lift them above FD_ERR
+     * first, so that placing them on 0-2 and FD_ERR clobbers none, then close everything
+     * else of PID 1's. */
+    int hi[XFD_COUNT];
+    for (int i = XFD_STDIN; i <= XFD_ERR; i++) {
+        hi[i] = fcntl(fds[i], F_DUPFD, FD_ERR + 1);
+        if (hi[i] < 0) {
+            struct err_record rec = {S_STDIO, 10 + (uint32_t)i, errno};
+            ssize_t r = write(fds[XFD_ERR], &rec, sizeof rec);
+            (void)r;
+            _exit(111);
+        }
+    }
+    if (dup2(hi[XFD_ERR], FD_ERR) < 0 || fcntl(FD_ERR, F_SETFD, FD_CLOEXEC) < 0) {
+        struct err_record rec = {S_STDIO, 14, errno};
+        ssize_t r = write(hi[XFD_ERR], &rec, sizeof rec);
+        (void)r;
+        _exit(111);
+    }
+    check(dup2(hi[XFD_STDIN], 0), S_STDIO, 0);
+    check(dup2(hi[XFD_STDOUT], 1), S_STDIO, 1);
+    check(dup2(hi[XFD_STDERR], 2), S_STDIO, 2);
+    /* Nothing of PID 1 (the control socket, the status pipes, other processes' pipes)
+     * stays open in the process. */
+    check(syscall(SYS_close_range, 3, FD_ERR - 1, 0), S_STDIO, 15);
+    check(syscall(SYS_close_range, FD_ERR + 1, ~0U, 0), S_STDIO, 16);
+    run_command(&x->cmd);
+}
+
+static void close_fds(int *fds, int n)
+{
+    for (int i = 0; i < n; i++)
+        if (fds[i] >= 0) {
+            close(fds[i]);
+            fds[i] = -1;
+        }
+}
+
+/* Starts an extra process; takes the request's fds. A failure before the fork is
+ * reported on the request's error pipe (after it, the process reports its own). */
+static void start_subproc(uint32_t spid, int *fds)
+{
+    int err = 0;
+    struct xplan x;
+    memset(&x, 0, sizeof x);
+    if (nsubprocs >= MAX_SUBPROCS)
+        err = EAGAIN;
+    else
+        err = read_xplan(fds[XFD_PLAN], &x);
+    if (!err) {
+        uint64_t start = monotonic_ns();
+        pid_t pid = fork();
+        if (pid == 0)
+            exec_subproc(&x, fds);
+        if (pid < 0) {
+            err = errno;
+        } else {
+            subprocs[nsubprocs++] = (struct subproc){pid, spid, fds[XFD_STATUS], start};
+            int32_t p = pid;
+            ssize_t r = write(fds[XFD_STATUS], &p, sizeof p);
+            (void)r;
+            fds[XFD_STATUS] = -1;
+        }
+        free_xplan(&x);
+    }
+    if (err) {
+        struct err_record rec = {S_FORK_COMMAND, 1, err};
+        ssize_t r = write(fds[XFD_ERR], &rec, sizeof rec);
+        (void)r;
+    }
+    close_fds(fds, XFD_COUNT);
+}
+
+static void kill_subproc(uint32_t spid, int sig)
+{
+    if (sig <= 0 || sig >= 65)
+        return;
+    for (int i = 0; i < nsubprocs; i++) {
+        if (subprocs[i].spid != spid)
+            continue;
+        /* Its process group (it made its own with setsid); itself if it has not yet. */
+        if (kill(-subprocs[i].pid, sig) < 0)
+            kill(subprocs[i].pid, sig);
+        return;
+    }
+}
+
+/* Reports a reaped extra process; returns 0 when `pid` is not one. */
+static int reaped_subproc(pid_t pid, int status, const struct rusage *ru)
+{
+    for (int i = 0; i < nsubprocs; i++) {
+        if (subprocs[i].pid != pid)
+            continue;
+        struct report rep;
+        memset(&rep, 0, sizeof rep);
+        rep.status = status;
+        rep.elapsed_ns = monotonic_ns() - subprocs[i].start;
+        rep.rusage = *ru;
+        ssize_t r = write(subprocs[i].status_fd, &rep, sizeof rep);
+        (void)r;
+        close(subprocs[i].status_fd);
+        subprocs[i] = subprocs[--nsubprocs];
+        return 1;
+    }
+    return 0;
+}
+
+/* One message from the server; -1 once the server is gone. */
+static int handle_ctl(void)
+{
+    union {
+        int32_t sig;
+        struct ctl_msg m;
+        char raw[64];
+    } msg;
+    union {
+        char buf[CMSG_SPACE(sizeof(int) * XFD_COUNT)];
+        struct cmsghdr align;
+    } ctrl;
+    struct iovec iov = {&msg, sizeof msg};
+    struct msghdr mh;
+    memset(&mh, 0, sizeof mh);
+    mh.msg_iov = &iov;
+    mh.msg_iovlen = 1;
+    mh.msg_control = ctrl.buf;
+    mh.msg_controllen = sizeof ctrl.buf;
+    ssize_t r = recvmsg(FD_CTL, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+    if (r < 0)
+        return (errno == EAGAIN || errno == EINTR) ? 0 : -1;
+    if (r == 0)
+        return -1;
+    int fds[XFD_COUNT];
+    int nfds = 0;
+    for (struct cmsghdr *cm = CMSG_FIRSTHDR(&mh); cm; cm = CMSG_NXTHDR(&mh, cm)) {
+        if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS)
+            continue;
+        int n = (int)((cm->cmsg_len - CMSG_LEN(0)) / sizeof(int));
+        for (int i = 0; i < n; i++) {
+            int fd;
+            memcpy(&fd, CMSG_DATA(cm) + (size_t)i * sizeof(int), sizeof fd);
+            if (nfds < XFD_COUNT)
+                fds[nfds++] = fd;
+            else
+                close(fd);
+        }
+    }
+    if (r == (ssize_t)sizeof(int32_t) && nfds == 0) {
+        if (msg.sig > 0 && msg.sig < 65)
+            /* Every process of the namespace but init: the whole tree. */
+            kill(-1, msg.sig);
+    } else if (r == (ssize_t)sizeof(struct ctl_msg) && msg.m.op == CTL_EXEC && nfds == XFD_COUNT &&
+               !(mh.msg_flags & MSG_CTRUNC)) {
+        start_subproc(msg.m.spid, fds);
+        nfds = 0;
+    } else if (r == (ssize_t)sizeof(struct ctl_msg) && msg.m.op == CTL_KILL && nfds == 0) {
+        kill_subproc(msg.m.spid, msg.m.sig);
+    }
+    close_fds(fds, nfds);
+    return 0;
 }
 
 /* ----------------------------------------------------------------------------------- */
@@ -762,17 +1114,10 @@ static _Noreturn void reap_loop(int sfd, pid_t cmd, uint64_t start)
             timed_out = 1;
             kill(-1, SIGKILL);
         }
-        if (fds[1].revents) {
-            int sig = 0;
-            ssize_t r = recv(FD_CTL, &sig, sizeof sig, MSG_DONTWAIT);
-            if (r == (ssize_t)sizeof sig && sig > 0 && sig < 65) {
-                /* Every process of the namespace but init: the whole tree. */
-                kill(-1, sig);
-            } else if (r == 0 || (r < 0 && errno != EAGAIN && errno != EINTR)) {
-                /* The server dropped the sandbox: nobody will collect the result. */
-                ctl_open = 0;
-                kill(-1, SIGKILL);
-            }
+        if (fds[1].revents && handle_ctl() < 0) {
+            /* The server dropped the sandbox: nobody will collect the result. */
+            ctl_open = 0;
+            kill(-1, SIGKILL);
         }
         if (fds[0].revents) {
             struct signalfd_siginfo info;
@@ -789,6 +1134,8 @@ static _Noreturn void reap_loop(int sfd, pid_t cmd, uint64_t start)
                 status = st;
                 ru = r;
                 done = 1;
+            } else {
+                reaped_subproc(pid, st, &r);
             }
         }
     }

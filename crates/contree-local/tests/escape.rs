@@ -824,3 +824,116 @@ async fn host_loopback_is_unreachable_without_networking() {
 async fn host_loopback_is_unreachable_with_networking() {
     bounded("loopback, networking on", host_loopback_probe(true)).await;
 }
+
+/// What a process started in a running instance (`POST …/subprocesses`) is confined by: it
+/// must share every namespace, the cgroup, the id mapping, the capabilities and the seccomp
+/// filter of the run's main process, hold no descriptor of the host, and see neither host
+/// processes nor host files. Compared inside the sandbox against the main process (found by
+/// its command line), and against the host's own namespaces here.
+const SUBPROCESS_PROBE: &str = r#"
+main=""
+for d in /proc/[0-9]*; do
+  [ "$(tr '\0' ' ' < $d/cmdline 2>/dev/null)" = "sleep 171 " ] && main=${d#/proc/}
+done
+[ -n "$main" ] || { echo "no main process found"; exit 3; }
+for f in Seccomp Seccomp_filters NoNewPrivs CapInh CapPrm CapEff CapBnd CapAmb; do
+  a=$(grep "^$f:" /proc/self/status); b=$(grep "^$f:" /proc/$main/status)
+  [ "$a" = "$b" ] || echo "ESCAPED $f differs from the main process: '$a' vs '$b'"
+  echo "$a"
+done
+for ns in user mnt pid net uts ipc cgroup; do
+  a=$(readlink /proc/self/ns/$ns); b=$(readlink /proc/$main/ns/$ns)
+  [ "$a" = "$b" ] || echo "ESCAPED namespace $ns differs from the main process: $a vs $b"
+  echo "NS $a"
+done
+[ "$(cat /proc/self/cgroup)" = "$(cat /proc/$main/cgroup)" ] || echo "ESCAPED cgroup differs from the main process"
+[ "$(cat /proc/self/uid_map)" = "$(cat /proc/$main/uid_map)" ] || echo "ESCAPED uid_map differs from the main process"
+echo "UIDMAP $(cat /proc/self/uid_map)"
+for fd in /proc/$$/fd/*; do
+  t=$(readlink $fd)
+  case "$t" in pipe:*|/dev/null|/proc/*) ;; *) echo "ESCAPED holds fd ${fd##*/} -> $t";; esac
+done
+n=$(ls -d /proc/[0-9]* | wc -l)
+[ "$n" -lt 30 ] || echo "ESCAPED sees $n processes"
+[ "$HOST_PID" -gt 30 ] && [ -e /proc/$HOST_PID ] && echo "ESCAPED sees the host's pid $HOST_PID"
+[ -e "$HOST_DIR/Cargo.toml" ] && echo "ESCAPED sees the host's $HOST_DIR"
+[ -e /proc/1/root/$HOST_DIR ] && echo "ESCAPED reaches the host's files through init"
+unshare -U true 2>/dev/null && echo "ESCAPED unshare -U"
+mount -t tmpfs none /mnt 2>/dev/null && echo "ESCAPED mounted a tmpfs"
+echo PROBE-DONE
+"#;
+
+#[tokio::test]
+async fn a_subprocess_is_confined_like_the_run_it_joins() {
+    bounded("subprocess", async {
+        let t = target();
+        let url = |path: &str| format!("{}/v1{path}", t.base);
+        let body = json!({"command": "sleep", "args": ["171"], "image": format!("tag:{BASE_IMAGE_TAG}"),
+                          "timeout": RUN_TIMEOUT_SECS});
+        let r = http().post(url("/instances")).bearer_auth(&t.token).json(&body).send().await.unwrap();
+        assert_eq!(r.status(), 201);
+        let op = r.json::<Value>().await.unwrap()["uuid"].as_str().unwrap().to_owned();
+        let exec = json!({"command": SUBPROCESS_PROBE, "shell": true,
+                          "env": {"HOST_PID": std::process::id().to_string(), "HOST_DIR": env!("CARGO_MANIFEST_DIR")}});
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let spid = loop {
+            let r = http()
+                .post(url(&format!("/operations/{op}/subprocesses")))
+                .bearer_auth(&t.token)
+                .json(&exec)
+                .send()
+                .await
+                .unwrap();
+            let status = r.status().as_u16();
+            let v: Value = r.json().await.unwrap();
+            if status == 425 && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+            assert_eq!(status, 201, "{v}");
+            break v["spid"].as_u64().unwrap();
+        };
+        let result = loop {
+            let v: Value = http()
+                .get(url(&format!("/operations/{op}/subprocesses/{spid}")))
+                .bearer_auth(&t.token)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            if v["state"]["exit_code"] != -1 || v["state"]["signal"] != -1 {
+                break v;
+            }
+            assert!(Instant::now() < deadline, "the probe did not end: {v}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        let _ = http().delete(url(&format!("/operations/{op}/subprocesses/1"))).bearer_auth(&t.token).send().await;
+        let out = Outcome {
+            status: "SUCCESS".into(),
+            error: String::new(),
+            exit_code: result["state"]["exit_code"].as_i64(),
+            stdout: stream_text(&result["stdout"]),
+            stderr: stream_text(&result["stderr"]),
+            result_image: None,
+        };
+        eprintln!("subprocess probe: {out:#?}");
+        let attack = "a process started in a running instance (POST …/subprocesses)";
+        out.assert_ran(attack);
+        out.assert_no_escape(attack);
+        assert!(out.stdout.contains("Seccomp:\t2"), "{attack}: not under a seccomp filter: {}", out.stdout);
+        // Its namespaces are the sandbox's, not the host's.
+        for ns in ["user", "mnt", "pid", "net", "uts", "ipc", "cgroup"] {
+            let host = std::fs::read_link(format!("/proc/self/ns/{ns}")).unwrap();
+            let host = host.to_string_lossy();
+            assert!(!out.stdout.contains(&format!("NS {host}")), "{attack}: shares the host's {ns} namespace {host}");
+            assert!(out.stdout.contains(&format!("NS {ns}:[")), "{attack}: no {ns} namespace reported");
+        }
+        let map = out.stdout.lines().find_map(|l| l.strip_prefix("UIDMAP ")).expect("uid_map line");
+        let fields: Vec<&str> = map.split_whitespace().collect();
+        assert_eq!(fields[0], "0", "{attack}: {map}");
+        assert_ne!(fields[1], "0", "{attack}: root inside is root outside: {map}");
+    })
+    .await;
+}

@@ -1062,6 +1062,245 @@ async fn grep_searches_the_layers_confined_and_bounded() {
     assert_eq!(grep(&uuid::Uuid::new_v4().to_string(), "pattern=a").await.0, StatusCode::NOT_FOUND);
 }
 
+/// `POST /operations/{id}/subprocesses` and the spid's routes.
+async fn exec(api: &Api, op: &str, body: Value) -> (StatusCode, Value, Option<String>) {
+    let r = api.req(reqwest::Method::POST, &format!("/operations/{op}/subprocesses")).json(&body).send().await.unwrap();
+    let status = r.status();
+    let loc = r.headers().get("location").map(|v| v.to_str().unwrap().to_owned());
+    (status, r.json().await.unwrap_or(Value::Null), loc)
+}
+
+/// A process result's stdout (`GET …/subprocesses/{spid}`).
+fn sub_stdout(result: &Value) -> String {
+    String::from_utf8(stream_bytes(&result["stdout"])).unwrap()
+}
+
+/// Polls `GET …/subprocesses/{spid}` until the process has exited.
+async fn sub_result(api: &Api, op: &str, spid: u64) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let v = api.get_json(&format!("/operations/{op}/subprocesses/{spid}")).await;
+        if v["state"]["exit_code"] != -1 || v["state"]["signal"] != -1 {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "subprocess {spid} never exited: {v}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn subprocesses_run_inside_the_instance_with_their_own_stdio_and_events() {
+    let api = Api::shared();
+    // The main process leaves a mark in its sandbox and waits for stdin.
+    let op = api
+        .spawn(json!({"command": "echo main > /tmp/mark; cat > /dev/null; echo main-done", "shell": true,
+                      "image": base_image(), "hostname": "box", "stdin": {"value": "", "close": false}}))
+        .await;
+    api.wait_status(&op, "EXECUTING").await;
+    // Started: sees the main process's filesystem, hostname and PID namespace (init is 1).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let (status, body, loc) = loop {
+        let (status, body, loc) = exec(
+            &api,
+            &op,
+            json!({"command": "cat /tmp/mark; hostname; echo $FOO; id -u; pwd; tr '\\0' ' ' < /proc/1/cmdline; echo; echo err >&2",
+                   "shell": true, "env": {"FOO": "bar"}, "cwd": "/tmp", "uid": 1000, "gid": 1000}),
+        )
+        .await;
+        // The main process may not have written its mark yet (or not be published: 425).
+        if status == StatusCode::TOO_EARLY
+            || (status == StatusCode::CREATED && Instant::now() < deadline && {
+                let v = sub_result(&api, &op, body["spid"].as_u64().unwrap()).await;
+                !sub_stdout(&v).starts_with("main")
+            })
+        {
+            assert!(Instant::now() < deadline, "exec never saw the main process's state: {body}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        }
+        break (status, body, loc);
+    };
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let spid = body["spid"].as_u64().unwrap();
+    assert!(spid >= 2, "{body}");
+    assert_eq!(loc.unwrap(), format!("/v1/operations/{op}/subprocesses/{spid}"));
+    let v = sub_result(&api, &op, spid).await;
+    assert_eq!(v["state"]["exit_code"], 0, "{v}");
+    let out = sub_stdout(&v);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(&lines[..5], ["main", "box", "bar", "1000", "/tmp"], "{out}");
+    assert_eq!(lines[5].trim(), "contree-init", "PID 1 of the instance is its init: {out}");
+    assert_eq!(stream_bytes(&v["stderr"]), b"err\n");
+
+    // stdin kept open, written and closed through its own route; killed by spid.
+    let (status, body, _) = exec(&api, &op, json!({"command": "cat", "stdin": {"value": "a", "close": false}})).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let cat = body["spid"].as_u64().unwrap();
+    let write = |spid: u64, value: &'static str, close: bool| {
+        let api = api.clone();
+        let op = op.clone();
+        async move {
+            api.req(reqwest::Method::POST, &format!("/operations/{op}/subprocesses/{spid}/stdin"))
+                .json(&json!({"value": value, "close": close}))
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+    assert_eq!(write(cat, "b", false).await, StatusCode::NO_CONTENT);
+    assert_eq!(write(cat, "c", true).await, StatusCode::NO_CONTENT);
+    let v = sub_result(&api, &op, cat).await;
+    assert_eq!(sub_stdout(&v), "abc");
+    assert_eq!(v["state"]["exit_code"], 0);
+    assert_eq!(write(cat, "late", true).await, StatusCode::NOT_FOUND, "it exited");
+
+    let (_, body, _) = exec(&api, &op, json!({"command": "sleep", "args": ["300"]})).await;
+    let sleeper = body["spid"].as_u64().unwrap();
+    assert_eq!(write(sleeper, "x", true).await, StatusCode::CONFLICT, "started with a closed stdin");
+    let r = api
+        .req(reqwest::Method::DELETE, &format!("/operations/{op}/subprocesses/{sleeper}?signal=TERM"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let v = sub_result(&api, &op, sleeper).await;
+    assert_eq!((v["state"]["signal"].as_i64(), v["state"]["exit_code"].as_i64()), (Some(15), Some(-1)), "{v}");
+    let r = api.req(reqwest::Method::DELETE, &format!("/operations/{op}/subprocesses/{sleeper}")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND, "no live process with that spid any more");
+
+    // Not found / not executable are results, like for the main process; a missing cwd is 400.
+    let (_, body, _) = exec(&api, &op, json!({"command": "no-such-program"})).await;
+    let v = sub_result(&api, &op, body["spid"].as_u64().unwrap()).await;
+    assert_eq!(v["state"]["exit_code"], 127);
+    let (status, body, _) = exec(&api, &op, json!({"command": "true", "cwd": "/no/such/dir"})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("/no/such/dir"), "{body}");
+
+    // Hostile or out-of-place requests are 400 before anything runs.
+    for bad in [
+        json!({"command": ""}),
+        json!({"command": "true", "image": "tag:x"}),
+        json!({"command": "true", "timeout": 5}),
+        json!({"command": "a\u{0}b"}),
+        json!({"command": "true", "env": {"A=B": "x"}}),
+        json!({"command": "true", "cwd": "relative"}),
+        json!({"command": "true", "uid": 4_000_000_000u64}),
+        json!({"command": "true", "args": vec!["x"; 5000]}),
+        json!({"command": "true", "args": ["y".repeat(600 * 1024)]}),
+        json!({"command": "echo", "shell": true, "args": ["x"]}),
+        json!({"command": "true", "truncate_output_at": 1u64 << 40}),
+        json!({"args": ["no command"]}),
+    ] {
+        let (status, body, _) = exec(&api, &op, bad.clone()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {body}");
+    }
+
+    // The main process ends: the instance completes, the events name every spid.
+    let r = api
+        .req(reqwest::Method::POST, &format!("/operations/{op}/subprocesses/1/stdin"))
+        .json(&json!({"value": "", "close": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let v = api.wait(&op).await;
+    assert_eq!(v["status"], "SUCCESS");
+    assert_eq!(stdout(&v), "main-done\n", "the main result is spid 1's alone");
+    let evs = api.events(&op, "").await;
+    let spawned: Vec<u64> = evs.iter().filter(|e| e["type"] == "spawn").map(|e| e["spid"].as_u64().unwrap()).collect();
+    assert!(spawned.contains(&1) && spawned.contains(&spid) && spawned.contains(&cat), "{spawned:?}");
+    let only: Vec<Value> = api.events(&op, &format!("spid={cat}")).await;
+    assert_eq!(types(&only)[0], "spawn");
+    assert!(only.iter().all(|e| e["spid"] == cat), "{only:?}");
+    assert_eq!(types(&only).last().unwrap(), "exit");
+    // Results stay readable from the stored log.
+    let v = api.get_json(&format!("/operations/{op}/subprocesses/{cat}")).await;
+    assert_eq!(sub_stdout(&v), "abc");
+    // A finished instance takes no more processes.
+    let (status, _, _) = exec(&api, &op, json!({"command": "true"})).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    let bogus = uuid::Uuid::new_v4();
+    let (status, _, _) = exec(&api, &bogus.to_string(), json!({"command": "true"})).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn subprocesses_start_concurrently_up_to_the_live_cap() {
+    let api = Api::shared();
+    let op = api.spawn(json!({"command": "sleep", "args": ["300"], "image": base_image()})).await;
+    api.wait_status(&op, "EXECUTING").await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (status, body, _) = exec(&api, &op, json!({"command": "true"})).await;
+        if status == StatusCode::CREATED {
+            sub_result(&api, &op, body["spid"].as_u64().unwrap()).await;
+            break;
+        }
+        assert!(status == StatusCode::TOO_EARLY && Instant::now() < deadline, "{status} {body}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // 64 at once, started concurrently: distinct spids, all running.
+    let starts = (0..64).map(|_| {
+        let api = api.clone();
+        let op = op.clone();
+        async move { exec(&api, &op, json!({"command": "sleep", "args": ["300"]})).await }
+    });
+    let started = futures_util::future::join_all(starts).await;
+    let mut spids: Vec<u64> = started
+        .iter()
+        .map(|(status, body, _)| {
+            assert_eq!(*status, StatusCode::CREATED, "{body}");
+            body["spid"].as_u64().unwrap()
+        })
+        .collect();
+    spids.sort_unstable();
+    spids.dedup();
+    assert_eq!(spids.len(), 64, "every spid is new");
+    let (status, body, _) = exec(&api, &op, json!({"command": "true"})).await;
+    assert_eq!(status, StatusCode::CONFLICT, "past the live cap: {body}");
+    assert!(body["error"].as_str().unwrap().contains("64"), "{body}");
+    // One ends: room for another.
+    let r =
+        api.req(reqwest::Method::DELETE, &format!("/operations/{op}/subprocesses/{}", spids[0])).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    sub_result(&api, &op, spids[0]).await;
+    let (status, body, _) = exec(&api, &op, json!({"command": "true"})).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    // The instance's end takes every one of them.
+    let r = api.req(reqwest::Method::DELETE, &format!("/operations/{op}")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let v = tokio::time::timeout(Duration::from_secs(30), api.wait(&op)).await.expect("the instance ends");
+    assert_eq!(v["status"], "CANCELLED");
+}
+
+#[tokio::test]
+async fn subprocesses_die_with_the_instance() {
+    let api = Api::shared();
+    let op = api.spawn(json!({"command": "sleep", "args": ["300"], "image": base_image()})).await;
+    api.wait_status(&op, "EXECUTING").await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let spid = loop {
+        let (status, body, _) = exec(&api, &op, json!({"command": "sleep", "args": ["300"]})).await;
+        if status == StatusCode::TOO_EARLY && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            continue;
+        }
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        break body["spid"].as_u64().unwrap();
+    };
+    let r = api.req(reqwest::Method::DELETE, &format!("/operations/{op}/subprocesses/1")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let v = tokio::time::timeout(Duration::from_secs(20), api.wait(&op)).await.expect("the instance ends at once");
+    assert_eq!(v["status"], "SUCCESS");
+    let sub = api.get_json(&format!("/operations/{op}/subprocesses/{spid}")).await;
+    assert_eq!(sub["state"]["signal"], 9, "{sub}");
+    let evs = api.events(&op, "").await;
+    let sub_exit = evs.iter().position(|e| e["type"] == "exit" && e["spid"] == spid).expect("its exit is logged");
+    let shutdown = evs.iter().position(|e| e["type"] == "shutdown").unwrap();
+    assert!(sub_exit < shutdown, "logged before the instance's end");
+}
+
 #[tokio::test]
 async fn popen_stdin_streaming_and_kill() {
     let api = Api::shared();

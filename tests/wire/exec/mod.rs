@@ -78,6 +78,7 @@ macro_rules! exec_scenarios {
             popen_writes_stdin_and_kills_through_the_subprocess_route,
             popen_communicate_writes_closes_and_collects,
             popen_check_turns_a_nonzero_exit_into_process_failed,
+            exec_posts_an_exec_spec_and_drives_its_own_spid,
             // misuse and bad input
             result_accessors_on_an_image_that_has_not_run_are_image_state_errors,
             running_a_disposable_result_is_rejected,

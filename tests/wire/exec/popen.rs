@@ -192,3 +192,149 @@ pub async fn popen_check_turns_a_nonzero_exit_into_process_failed() {
     let status = process.wait().await.expect("wait");
     assert_eq!(status.code, Some(1));
 }
+
+fn exec_path() -> String {
+    format!("/v1/operations/{OP}/subprocesses")
+}
+
+/// `exec` on a live process: `POST …/subprocesses` with an ExecSpec, then the new process is
+/// followed on its own spid (`events?spid=2`), written to and signalled on its own routes.
+#[crate::maybe]
+pub async fn exec_posts_an_exec_spec_and_drives_its_own_spid() {
+    let (mock, client) = fake::setup();
+    let spid_events = [
+        fake::frame(
+            11,
+            "spawn",
+            Some(2),
+            json!({"pid": 9, "command": "sh", "args": [], "shell": false, "cwd": "/tmp",
+                                                 "uid": 5, "gid": 0, "timeout": 0, "truncate_at": 1048576}),
+        ),
+        fake::frame(12, "stdout", Some(2), fake::stream_repr(b"sub-out\n")),
+        fake::frame(13, "stderr", Some(2), fake::stream_repr(b"sub-err\n")),
+        fake::frame(
+            14,
+            "exit",
+            Some(2),
+            json!({"pid": 9, "code": 4, "signal": -1, "timed_out": false, "duration_ms": 3, "resources": {}}),
+        ),
+    ]
+    .concat();
+    // Mounted first: it wins over the main process's (unfiltered) event stream.
+    mock.mount(
+        wiremock::Mock::given(method("GET"))
+            .and(path(fake::events_path(OP)))
+            .and(wiremock::matchers::query_param("spid", "2"))
+            .respond_with(fake::sse_response(spid_events)),
+    );
+    mock.mount(
+        wiremock::Mock::given(method("POST")).and(path(exec_path())).respond_with(
+            ResponseTemplate::new(201)
+                .insert_header("location", format!("/v1/operations/{OP}/subprocesses/2"))
+                .set_body_json(json!({"spid": 2})),
+        ),
+    );
+    mock.mount(
+        wiremock::Mock::given(method("GET")).and(path(format!("/v1/operations/{OP}/subprocesses/2"))).respond_with(
+            ResponseTemplate::new(200).set_body_json(json!({
+                "resources": {"elapsed_time": 0.5},
+                "state": {"exit_code": 4, "pid": 9, "signal": -1, "timed_out": false},
+                "stdout": {"value": "sub-out\n", "encoding": "ascii"},
+                "stderr": {"value": "sub-err\n", "encoding": "ascii"}
+            })),
+        ),
+    );
+    let stdin2 = format!("/v1/operations/{OP}/subprocesses/2/stdin");
+    let kill2 = format!("/v1/operations/{OP}/subprocesses/2");
+    mock.mount(
+        wiremock::Mock::given(method("POST")).and(path(stdin2.clone())).respond_with(ResponseTemplate::new(204)),
+    );
+    mock.mount(
+        wiremock::Mock::given(method("DELETE")).and(path(kill2.clone())).respond_with(ResponseTemplate::new(204)),
+    );
+    let reply = Reply::ok("main\n");
+    mount_slow_run(&mock, &reply, fake::events_for(&reply), Duration::from_millis(1500));
+
+    let mut main = fake::image(&client).popen(["sleep", "9"]).await.expect("popen");
+    // Bad arguments: refused before any request.
+    let err = main.exec(Vec::<String>::new()).spawn().await.unwrap_err();
+    assert_eq!(err.argument(), Some("argv"), "{err}");
+    let err = main.exec_shell("echo").arg("x").spawn().await.unwrap_err();
+    assert_eq!(err.argument(), Some("args"), "{err}");
+    let err = main.exec(["true"]).env("A=B", "1").spawn().await.unwrap_err();
+    assert_eq!(err.argument(), Some("env"), "{err}");
+    let err = main.exec(["true"]).cwd("tmp").spawn().await.unwrap_err();
+    assert_eq!(err.argument(), Some("cwd"), "{err}");
+    assert!(mock.requests_to("POST", &exec_path()).is_empty());
+
+    let mut sub = main
+        .exec(["sh", "-c", "work"])
+        .env("A", "1")
+        .cwd("/tmp")
+        .uid(5)
+        .stdin(Stdin::piped())
+        .truncate_output_at(4096)
+        .spawn()
+        .await
+        .expect("exec")
+        .check(true);
+    assert_eq!(sub.spid(), 2);
+    assert_eq!(sub.id(), OP);
+    let posts = mock.requests_to("POST", &exec_path());
+    assert_eq!(posts.len(), 1);
+    let body: Value = serde_json::from_slice(&posts[0].body).unwrap();
+    assert_eq!(
+        body,
+        json!({"command": "sh", "args": ["-c", "work"], "env": {"A": "1"}, "cwd": "/tmp", "uid": 5,
+               "stdin": {"value": "", "encoding": "ascii", "close": false}, "truncate_output_at": 4096})
+    );
+    sub.write_stdin("in").await.expect("write stdin");
+    sub.signal("TERM").await.expect("signal");
+    let writes = mock.requests_to("POST", &stdin2);
+    assert_eq!(serde_json::from_slice::<Value>(&writes[0].body).unwrap()["close"], json!(false));
+    let kills = mock.requests_to("DELETE", &kill2);
+    assert_eq!(fake::query(&kills[0], "signal").as_deref(), Some("TERM"));
+    assert!(mock.requests_to("DELETE", &fake::op_path(OP)).is_empty(), "the instance is not cancelled");
+    assert!(mock.requests_to("DELETE", &subprocess_path()).is_empty(), "the main process is not signalled");
+
+    let mut stdout = sub.stdout().expect("stdout");
+    let out = crate::flavor::read_to_end(&mut stdout).await;
+    assert_eq!(out, b"sub-out\n", "only spid 2's output");
+    let err = sub.wait().await.unwrap_err();
+    assert!(err.is_process_failed(), "{err}");
+    assert_eq!(err.exit_code(), Some(4));
+    assert_eq!(err.process_failure().unwrap().stderr, b"sub-err\n");
+    let follows: Vec<_> = mock
+        .requests_to("GET", &fake::events_path(OP))
+        .into_iter()
+        .filter(|r| fake::query(r, "spid").as_deref() == Some("2"))
+        .collect();
+    assert!(!follows.is_empty(), "followed on its spid");
+
+    // A plain exec sends no stdin; the main process is unaffected.
+    let plain = main.exec_shell("true").spawn().await.expect("exec shell");
+    let body: Value = serde_json::from_slice(&mock.requests_to("POST", &exec_path())[1].body).unwrap();
+    assert_eq!(body, json!({"command": "true", "shell": true}));
+    let err = plain.write_stdin("x").await.unwrap_err();
+    assert_eq!(err.argument(), Some("stdin"));
+    let output = plain.wait_with_output().await.expect("output");
+    assert_eq!(output.status.code, Some(4));
+    assert_eq!(output.stdout_text(), "sub-out\n");
+    let status = main.wait().await.expect("main");
+    assert!(status.success());
+
+    // A finished instance: the server's 409 is a Conflict error.
+    let (mock, client) = fake::setup();
+    mock.mount(
+        wiremock::Mock::given(method("POST")).and(path(exec_path())).respond_with(
+            ResponseTemplate::new(409)
+                .set_body_json(json!({"error": "the operation is not a running instance", "status": 409})),
+        ),
+    );
+    fake::mount_run(&mock, OP, &Reply::ok(""));
+    let mut main = fake::image(&client).popen(["true"]).await.expect("popen");
+    main.wait().await.expect("wait");
+    let err = main.exec(["true"]).spawn().await.unwrap_err();
+    assert!(err.is_conflict(), "{err}");
+    assert_eq!(err.operation_id(), Some(OP));
+}

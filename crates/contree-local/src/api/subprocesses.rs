@@ -1,5 +1,6 @@
-//! `/operations/{id}/subprocesses/…`: the live process of a running instance (spid 1) —
-//! stdin writes, signals, and its result folded from the event log.
+//! `/operations/{id}/subprocesses/…`: the processes of a running instance — the main one
+//! (spid 1) and extra ones started in its sandbox (spid ≥ 2) — stdin writes, signals, and
+//! their results folded from the event log.
 
 use axum::Json;
 use axum::extract::{Path, State};
@@ -10,9 +11,9 @@ use super::error::ApiError;
 use super::operations::load;
 use super::params::{JsonBody, Query, parse_uuid};
 use super::{AppState, blocking};
-use crate::ops::{fold, stored_events};
+use crate::ops::{fold, stored_events, subproc};
 
-/// The only process of a contree-local instance.
+/// The instance's main process.
 const MAIN_SPID: u32 = 1;
 
 fn parse_spid(raw: &str) -> Result<u32, ApiError> {
@@ -64,17 +65,30 @@ pub(crate) fn parse_signal(raw: &str) -> Option<i32> {
     })
 }
 
-/// `POST /operations/{id}/subprocesses`: contree-local runs one process per instance, so
-/// extra processes can't be started (409 once the instance ended, like the spec says).
-pub(crate) async fn create(State(state): State<AppState>, Path(op): Path<String>) -> Result<StatusCode, ApiError> {
+/// `POST /operations/{id}/subprocesses` with an `ExecSpec` → 201 `{"spid"}` and a
+/// `Location` naming the process's result. The process starts inside the running
+/// instance's sandbox (see `sandbox::exec`); 409 when the operation is not a running
+/// instance, 425 while it is still starting.
+pub(crate) async fn create(
+    State(state): State<AppState>,
+    Path(op): Path<String>,
+    JsonBody(body): JsonBody<serde_json::Value>,
+) -> Result<axum::response::Response, ApiError> {
+    use axum::response::IntoResponse;
     let uuid = parse_uuid(&op, "operation")?;
-    if state.ops.live(uuid).is_none() {
+    let Some(live) = state.ops.live(uuid) else {
         blocking(move || load(&state, uuid)).await?;
         return Err(ApiError::conflict("the operation is not a running instance"));
+    };
+    if live.kind != OperationKind::Instance {
+        return Err(ApiError::conflict("the operation is not an instance"));
     }
-    Err(ApiError::not_implemented(
-        "contree-local runs one process per instance: starting extra subprocesses is not supported",
-    ))
+    let req = subproc::parse_exec_spec(body)?;
+    let ops = state.ops.clone();
+    let spid = blocking(move || subproc::start(&ops, &live, req)).await?;
+    let location = format!("/v1/operations/{uuid}/subprocesses/{spid}");
+    Ok((StatusCode::CREATED, [(axum::http::header::LOCATION, location)], Json(serde_json::json!({ "spid": spid })))
+        .into_response())
 }
 
 /// `GET /operations/{id}/subprocesses/{spid}` → the process' `InstanceResult`, folded from the
@@ -127,7 +141,10 @@ pub(crate) async fn kill(
         return Err(ApiError::conflict("the operation is not an instance"));
     }
     if spid != MAIN_SPID {
-        return Err(ApiError::not_found(format!("no live process with spid {spid}")));
+        let proc_ =
+            live.subprocs.get(spid).ok_or_else(|| ApiError::not_found(format!("no live process with spid {spid}")))?;
+        proc_.kill(signal)?;
+        return Ok(StatusCode::NO_CONTENT);
     }
     let (sandbox, status) = {
         let st = live.lock();
@@ -170,7 +187,18 @@ pub(crate) async fn stdin(
         return Err(ApiError::conflict("the operation is not an instance"));
     }
     if spid != MAIN_SPID {
-        return Err(ApiError::not_found(format!("no live process with spid {spid}")));
+        let Some(proc_) = live.subprocs.get(spid) else {
+            if live.status().is_terminal() {
+                return Err(ApiError::gone("the instance has finished"));
+            }
+            return Err(ApiError::not_found(format!("no live process with spid {spid}")));
+        };
+        // Queued, never blocking on the process; the lock is only the log's.
+        return tokio::task::spawn_blocking(move || {
+            proc_.write_stdin(&live, spid, &bytes, close).map(|()| StatusCode::NO_CONTENT)
+        })
+        .await
+        .map_err(|e| ApiError::internal(format!("stdin task failed: {e}")))?;
     }
     // Pipe writes may block until the process reads: keep them off the async workers.
     tokio::task::spawn_blocking(move || {

@@ -63,6 +63,8 @@ pub(crate) struct LiveOp {
     /// Serialises stdin writes and caps what the log keeps of them (kept apart from `state`
     /// so that a full pipe never blocks readers of the log).
     pub stdin: Mutex<StreamCap>,
+    /// Its extra processes (spid ≥ 2).
+    pub subprocs: super::subproc::Subprocs,
 }
 
 impl LiveOp {
@@ -85,6 +87,7 @@ impl LiveOp {
             tx,
             stop_notify: Notify::new(),
             stdin: Mutex::new(StreamCap::new(StreamName::Stdin, truncate_at)),
+            subprocs: Default::default(),
         })
     }
 

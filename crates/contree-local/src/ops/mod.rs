@@ -12,6 +12,7 @@ pub(crate) mod import;
 pub(crate) mod live;
 pub(crate) mod plan;
 pub(crate) mod run;
+pub(crate) mod subproc;
 
 use std::collections::HashMap;
 use std::path::PathBuf;

@@ -237,6 +237,8 @@ pub(crate) fn execute(ops: &Ops, live: &Arc<LiveOp>, plan: RunPlan, record: &Ope
             let _ = sb.kill(signal);
         }
     }
+    // Extra processes (`POST …/subprocesses`) may start from now until the main one ends.
+    live.subprocs.open(sb.clone(), plan.source.env.clone());
 
     let mut exit: Option<ExitInfo> = None;
     for ev in events.iter() {
@@ -249,6 +251,9 @@ pub(crate) fn execute(ops: &Ops, live: &Arc<LiveOp>, plan: RunPlan, record: &Ope
             }
         }
     }
+    // The sandbox is gone, and its extra processes with it: their exits are logged before
+    // the main process's, and none starts any more.
+    live.subprocs.close_and_wait();
     let stdin_truncated = {
         let stdin_cap = live.lock_stdin();
         let mut st = live.lock();
@@ -340,7 +345,7 @@ fn oom_message(ops: &Ops) -> String {
     }
 }
 
-fn exit_event(pid: i32, info: &ExitInfo) -> EventDataExit {
+pub(crate) fn exit_event(pid: i32, info: &ExitInfo) -> EventDataExit {
     let r = &info.rusage;
     EventDataExit {
         pid,

@@ -56,6 +56,9 @@ pub enum SandboxError {
         #[source]
         source: io::Error,
     },
+    /// The sandbox has ended: nothing can be started in it any more.
+    #[error("the sandbox has ended")]
+    Ended,
     /// A host-side I/O operation failed (preparing the run directory, reading a blob, …).
     #[error("{what}: {source}")]
     Io {
@@ -88,6 +91,9 @@ impl From<SandboxError> for contree_core::Error {
                 contree_core::Error::io(format!("sandbox setup failed while {stage}"), source)
             }
             SandboxError::Io { what, source } => contree_core::Error::io(what, source),
+            SandboxError::Ended => {
+                contree_core::Error::io("the sandbox has ended", std::io::Error::from(std::io::ErrorKind::BrokenPipe))
+            }
         }
     }
 }

@@ -32,7 +32,9 @@
 //!
 //! PID 1 stays behind: it relays [`RunningSandbox::kill`] to every process of the sandbox,
 //! enforces [`SandboxSpec::timeout`], reaps orphans and reports the command's wait status
-//! and `rusage`. When the command exits, PID 1 exits and the kernel kills everything left.
+//! and `rusage`. On request ([`RunningSandbox::exec`]) it also forks extra processes
+//! through the same step 4 (see [`exec`](self::exec)'s module doc): nothing of the host
+//! ever joins a sandbox. When the command exits, PID 1 exits and the kernel kills everything left.
 //! Output is delivered as it arrives by a per-run I/O thread; after the
 //! [`SandboxEvent::Exited`] event, [`finish`] tells whether the run changed the filesystem.
 //!
@@ -99,6 +101,7 @@
 
 pub(crate) mod cgroup;
 mod error;
+mod exec;
 mod finish;
 mod init;
 mod network;
@@ -119,6 +122,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub use error::{SandboxError, SandboxUnavailable};
+pub use exec::{RunningSubprocess, SubprocessSpec};
 pub use finish::{UpperState, discard, finish};
 pub use run::{RunningSandbox, spawn, spawn_with_sink};
 pub use support::check_support;

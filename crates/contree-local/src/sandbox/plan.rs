@@ -246,15 +246,83 @@ impl Plan {
 
     /// The plan in a memfd, ready to be init's fd 3.
     pub(crate) fn to_memfd(&self) -> io::Result<OwnedFd> {
-        // SAFETY: memfd_create with a static name; the fd is ours.
-        let raw = unsafe { libc::memfd_create(c"contree-plan".as_ptr(), libc::MFD_CLOEXEC) };
-        if raw < 0 {
-            return Err(io::Error::last_os_error());
+        memfd_with(&self.encode())
+    }
+}
+
+fn memfd_with(bytes: &[u8]) -> io::Result<OwnedFd> {
+    // SAFETY: memfd_create with a static name; the fd is ours.
+    let raw = unsafe { libc::memfd_create(c"contree-plan".as_ptr(), libc::MFD_CLOEXEC) };
+    if raw < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: a fresh fd we own.
+    let mut file = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(raw) });
+    file.write_all(bytes)?;
+    file.rewind()?;
+    Ok(OwnedFd::from(file))
+}
+
+/// Control messages the server sends to PID 1 (`struct ctl_msg` in init.c); a bare `i32`
+/// is a signal for the whole sandbox.
+pub(crate) mod ctl {
+    /// Start an extra process: with [`SubPlan`](super::SubPlan)'s memfd and its pipes.
+    pub const EXEC: u32 = 1;
+    /// Signal one extra process's group.
+    pub const KILL: u32 = 2;
+}
+
+/// `struct ctl_msg`.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub(crate) struct CtlMsg {
+    pub op: u32,
+    pub spid: u32,
+    pub sig: i32,
+}
+
+/// The plan of an extra process: only the command's part of a [`Plan`] (init refuses any
+/// other record in it; mounts, files and the seccomp filters are the run's own).
+pub(crate) struct SubPlan {
+    pub cwd: CString,
+    pub uid: u32,
+    pub gid: u32,
+    pub argv: Vec<CString>,
+    pub envp: Vec<CString>,
+    pub candidates: Vec<CString>,
+    pub not_found_msg: Vec<u8>,
+    pub denied_msg: Vec<u8>,
+}
+
+impl SubPlan {
+    fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(1024);
+        let mut rec = |tag: Tag, parts: &[&[u8]]| {
+            let len: usize = parts.iter().map(|p| p.len()).sum();
+            out.extend_from_slice(&(tag as u32).to_ne_bytes());
+            out.extend_from_slice(&(len as u32).to_ne_bytes());
+            for p in parts {
+                out.extend_from_slice(p);
+            }
+        };
+        rec(Tag::Cwd, &[self.cwd.as_bytes_with_nul()]);
+        rec(Tag::Cred, &[&self.uid.to_ne_bytes(), &self.gid.to_ne_bytes()]);
+        for a in &self.argv {
+            rec(Tag::Arg, &[a.as_bytes_with_nul()]);
         }
-        // SAFETY: a fresh fd we own.
-        let mut file = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(raw) });
-        file.write_all(&self.encode())?;
-        file.rewind()?;
-        Ok(OwnedFd::from(file))
+        for e in &self.envp {
+            rec(Tag::Env, &[e.as_bytes_with_nul()]);
+        }
+        for c in &self.candidates {
+            rec(Tag::Candidate, &[c.as_bytes_with_nul()]);
+        }
+        rec(Tag::NotFound, &[&self.not_found_msg]);
+        rec(Tag::Denied, &[&self.denied_msg]);
+        out
+    }
+
+    /// The plan in a memfd, sent along with the request.
+    pub(crate) fn to_memfd(&self) -> io::Result<OwnedFd> {
+        memfd_with(&self.encode())
     }
 }

@@ -44,29 +44,31 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 pub struct RunningSandbox {
     pid: i32,
     pidfd: OwnedFd,
-    ctl: OwnedFd,
+    pub(super) ctl: OwnedFd,
+    /// The sandbox's ids run from 0 to this (exclusive).
+    pub(super) id_count: u32,
     shared: Arc<Shared>,
     events: Mutex<Option<Receiver<SandboxEvent>>>,
 }
 
 #[derive(Debug)]
-struct Shared {
-    stdin: Mutex<StdinState>,
+pub(super) struct Shared {
+    pub(super) stdin: Mutex<StdinState>,
     /// Wakes the I/O thread when there is stdin to write or close.
-    wake: OwnedFd,
-    exit: Mutex<Option<ExitInfo>>,
-    exited: Condvar,
+    pub(super) wake: OwnedFd,
+    pub(super) exit: Mutex<Option<ExitInfo>>,
+    pub(super) exited: Condvar,
 }
 
 #[derive(Debug, Default)]
-struct StdinState {
-    pending: Vec<u8>,
-    written: usize,
-    close_requested: bool,
-    closed: bool,
+pub(super) struct StdinState {
+    pub(super) pending: Vec<u8>,
+    pub(super) written: usize,
+    pub(super) close_requested: bool,
+    pub(super) closed: bool,
 }
 
-type Sink = Box<dyn FnMut(SandboxEvent) + Send + 'static>;
+pub(super) type Sink = Box<dyn FnMut(SandboxEvent) + Send + 'static>;
 
 /// Starts `spec` in a new sandbox; events are collected in a channel available from
 /// [`RunningSandbox::take_events`].
@@ -184,11 +186,11 @@ impl RunningSandbox {
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+pub(super) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-fn wake(efd: &OwnedFd) {
+pub(super) fn wake(efd: &OwnedFd) {
     let one: u64 = 1;
     // SAFETY: 8-byte write to our eventfd; EAGAIN (counter saturated) still leaves it readable.
     unsafe { libc::write(efd.as_raw_fd(), &one as *const u64 as *const libc::c_void, 8) };
@@ -198,7 +200,7 @@ fn wake(efd: &OwnedFd) {
 // Validation: SandboxSpec -> Plan
 // ---------------------------------------------------------------------------------------
 
-fn cstring(arg: &'static str, s: &str) -> Result<CString, SandboxError> {
+pub(super) fn cstring(arg: &'static str, s: &str) -> Result<CString, SandboxError> {
     CString::new(s).map_err(|_| SandboxError::invalid(arg, "contains a NUL byte"))
 }
 
@@ -223,7 +225,7 @@ fn overlay_path(arg: &'static str, p: &Path) -> Result<CString, SandboxError> {
 
 /// Lexically normalises an absolute in-sandbox path (the sandbox's own root bounds `..`),
 /// returning its components.
-fn sandbox_path(arg: &'static str, s: &str) -> Result<Vec<String>, SandboxError> {
+pub(super) fn sandbox_path(arg: &'static str, s: &str) -> Result<Vec<String>, SandboxError> {
     if !s.starts_with('/') {
         return Err(SandboxError::invalid(arg, format!("{s:?} is not an absolute path")));
     }
@@ -243,7 +245,7 @@ fn sandbox_path(arg: &'static str, s: &str) -> Result<Vec<String>, SandboxError>
     Ok(parts)
 }
 
-fn join_sandbox(parts: &[String]) -> String {
+pub(super) fn join_sandbox(parts: &[String]) -> String {
     let mut s = String::new();
     for p in parts {
         s.push('/');
@@ -297,30 +299,39 @@ fn overlay_plan(lowers: &[PathBuf], upper: &Path, work: &Path, target: &Path) ->
 }
 
 /// argv, envp, the paths to try, and the not-found and denied messages.
-struct ExecPlan {
-    argv: Vec<CString>,
-    envp: Vec<CString>,
-    candidates: Vec<CString>,
-    not_found_msg: Vec<u8>,
-    denied_msg: Vec<u8>,
+pub(super) struct ExecPlan {
+    pub(super) argv: Vec<CString>,
+    pub(super) envp: Vec<CString>,
+    pub(super) candidates: Vec<CString>,
+    pub(super) not_found_msg: Vec<u8>,
+    pub(super) denied_msg: Vec<u8>,
 }
 
 fn exec_plan(spec: &SandboxSpec) -> Result<ExecPlan, SandboxError> {
-    if spec.command.is_empty() {
+    command_plan(&spec.command, &spec.args, spec.shell, &spec.env)
+}
+
+pub(super) fn command_plan(
+    command: &str,
+    args: &[String],
+    shell: bool,
+    env: &[(String, String)],
+) -> Result<ExecPlan, SandboxError> {
+    if command.is_empty() {
         return Err(SandboxError::invalid("command", "must not be empty"));
     }
-    let argv: Vec<CString> = if spec.shell {
-        vec![c"/bin/sh".to_owned(), c"-c".to_owned(), cstring("command", &spec.command)?]
+    let argv: Vec<CString> = if shell {
+        vec![c"/bin/sh".to_owned(), c"-c".to_owned(), cstring("command", command)?]
     } else {
-        let mut v = vec![cstring("command", &spec.command)?];
-        for a in &spec.args {
+        let mut v = vec![cstring("command", command)?];
+        for a in args {
             v.push(cstring("args", a)?);
         }
         v
     };
-    let mut envp = Vec::with_capacity(spec.env.len() + 1);
+    let mut envp = Vec::with_capacity(env.len() + 1);
     let mut path = None;
-    for (k, v) in &spec.env {
+    for (k, v) in env {
         if k.is_empty() || k.contains('=') {
             return Err(SandboxError::invalid("env", format!("{k:?} is not a valid variable name")));
         }
@@ -332,7 +343,7 @@ fn exec_plan(spec: &SandboxSpec) -> Result<ExecPlan, SandboxError> {
     if path.is_none() {
         envp.push(cstring("env", &format!("PATH={DEFAULT_PATH}"))?);
     }
-    let program = if spec.shell { "/bin/sh" } else { spec.command.as_str() };
+    let program = if shell { "/bin/sh" } else { command };
     let candidates = if program.contains('/') {
         vec![cstring("command", program)?]
     } else {
@@ -647,7 +658,7 @@ fn describe_stage(rec: &ErrRecord, prep: &Prepared, spec: &SandboxSpec) -> Strin
 }
 
 /// Reads the child's error pipe to EOF: `None` when the command was executed.
-fn read_err_record(fd: &OwnedFd) -> Option<ErrRecord> {
+pub(super) fn read_err_record(fd: &OwnedFd) -> Option<ErrRecord> {
     let mut rec = ErrRecord::default();
     let size = std::mem::size_of::<ErrRecord>();
     let mut got = 0usize;
@@ -793,7 +804,7 @@ fn start(spec: &SandboxSpec, dirs: &RunDirs, sink: Sink) -> Result<RunningSandbo
         kill_and_reap(&pidfd, pid);
         return Err(SandboxError::io("starting the sandbox's I/O thread", e));
     }
-    Ok(RunningSandbox { pid, pidfd, ctl, shared, events: Mutex::new(None) })
+    Ok(RunningSandbox { pid, pidfd, ctl, id_count: spec.ids.count(), shared, events: Mutex::new(None) })
 }
 
 /// Waits for init's new user namespace, maps it to the id range, gives it networking
@@ -865,7 +876,7 @@ struct IoThread {
     backstop: Option<Instant>,
 }
 
-const CHUNK: usize = 64 * 1024;
+pub(super) const CHUNK: usize = 64 * 1024;
 
 impl IoThread {
     fn run(mut self) {
@@ -974,52 +985,62 @@ impl IoThread {
     /// Closes stdin when asked and everything queued is written; tells whether there is
     /// something to write.
     fn stdin_housekeeping(&mut self) -> bool {
-        let mut st = lock(&self.shared.stdin);
-        if self.stdin_w.is_none() {
-            return false;
-        }
-        if st.closed || (st.close_requested && st.written == st.pending.len()) {
-            self.stdin_w = None;
-            st.closed = true;
-            st.pending = Vec::new();
-            return false;
-        }
-        st.written < st.pending.len()
+        stdin_housekeeping(&mut self.stdin_w, &self.shared)
     }
 
     fn write_stdin(&mut self) {
-        let Some(fd) = &self.stdin_w else { return };
-        let mut st = lock(&self.shared.stdin);
-        let StdinState { pending, written, .. } = &mut *st;
-        // SAFETY: writing from our buffer; SIGPIPE is blocked on this thread.
-        let n = unsafe {
-            libc::write(fd.as_raw_fd(), pending[*written..].as_ptr() as *const libc::c_void, pending.len() - *written)
-        };
-        if n >= 0 {
-            *written += n as usize;
-            if *written == pending.len() {
-                pending.clear();
-                *written = 0;
-            }
-        } else if sys::errno() != libc::EAGAIN && sys::errno() != libc::EINTR {
-            // The command closed its stdin or exited: drop what is left.
-            st.closed = true;
-            st.pending = Vec::new();
-            st.written = 0;
-            drop(st);
-            self.stdin_w = None;
-        }
+        write_stdin(&mut self.stdin_w, &self.shared)
     }
 }
 
-fn pollfd(fd: RawFd, events: libc::c_short) -> libc::pollfd {
+/// Closes `stdin_w` when asked and everything queued is written; tells whether there is
+/// something to write.
+pub(super) fn stdin_housekeeping(stdin_w: &mut Option<OwnedFd>, shared: &Shared) -> bool {
+    let mut st = lock(&shared.stdin);
+    if stdin_w.is_none() {
+        return false;
+    }
+    if st.closed || (st.close_requested && st.written == st.pending.len()) {
+        *stdin_w = None;
+        st.closed = true;
+        st.pending = Vec::new();
+        return false;
+    }
+    st.written < st.pending.len()
+}
+
+pub(super) fn write_stdin(stdin_w: &mut Option<OwnedFd>, shared: &Shared) {
+    let Some(fd) = stdin_w else { return };
+    let mut st = lock(&shared.stdin);
+    let StdinState { pending, written, .. } = &mut *st;
+    // SAFETY: writing from our buffer; SIGPIPE is blocked on this thread.
+    let n = unsafe {
+        libc::write(fd.as_raw_fd(), pending[*written..].as_ptr() as *const libc::c_void, pending.len() - *written)
+    };
+    if n >= 0 {
+        *written += n as usize;
+        if *written == pending.len() {
+            pending.clear();
+            *written = 0;
+        }
+    } else if sys::errno() != libc::EAGAIN && sys::errno() != libc::EINTR {
+        // The command closed its stdin or exited: drop what is left.
+        st.closed = true;
+        st.pending = Vec::new();
+        st.written = 0;
+        drop(st);
+        *stdin_w = None;
+    }
+}
+
+pub(super) fn pollfd(fd: RawFd, events: libc::c_short) -> libc::pollfd {
     libc::pollfd { fd, events, revents: 0 }
 }
 
 /// A write to a pipe whose reader is gone raises SIGPIPE on the writing thread; block it
 /// here so that the write just fails with EPIPE, whatever the embedding program does with
 /// SIGPIPE.
-fn block_sigpipe() {
+pub(super) fn block_sigpipe() {
     // SAFETY: building a sigset and changing this thread's mask.
     unsafe {
         let mut set: libc::sigset_t = std::mem::zeroed();
@@ -1029,7 +1050,7 @@ fn block_sigpipe() {
     }
 }
 
-fn exit_info(report: Option<Report>, backstop_fired: bool, elapsed: Duration) -> ExitInfo {
+pub(super) fn exit_info(report: Option<Report>, backstop_fired: bool, elapsed: Duration) -> ExitInfo {
     let Some(r) = report else {
         // init died without reporting (killed by the backstop or from outside).
         return ExitInfo {

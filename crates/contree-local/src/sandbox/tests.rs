@@ -620,3 +620,100 @@ fn memory_limit_oom_kills_and_says_so() {
     let (out, _) = run(spec);
     assert_eq!((out.exit.exit_code, out.exit.oom_killed, out.stdout.as_str()), (0, false, "fine\n"));
 }
+
+/// Collects a subprocess's events from a channel sink.
+fn collect_rx(rx: std::sync::mpsc::Receiver<SandboxEvent>) -> Output {
+    let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
+    let mut exit = None;
+    for ev in rx.iter() {
+        assert!(exit.is_none(), "no event may follow Exited");
+        match ev {
+            SandboxEvent::Stdout(b) => stdout.extend(b),
+            SandboxEvent::Stderr(b) => stderr.extend(b),
+            SandboxEvent::Exited(e) => exit = Some(e),
+        }
+    }
+    Output {
+        stdout: String::from_utf8(stdout).unwrap(),
+        stderr: String::from_utf8(stderr).unwrap(),
+        exit: exit.expect("an Exited event"),
+    }
+}
+
+#[test]
+fn extra_processes_run_inside_the_sandbox_and_die_with_it() {
+    let mut spec = sh("echo main > /tmp/mark; exec sleep 60");
+    spec.hostname = "inner".into();
+    let run_dir = spec.run_dir.clone();
+    let sb = spawn(spec).unwrap();
+    let events = sb.take_events().unwrap();
+
+    // Its stdin, env, cwd, credentials; the main process's files and hostname.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let out = loop {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let mut x = SubprocessSpec::new("/bin/sh");
+        x.args = vec!["-c".into(), "cat /tmp/mark; hostname; echo $V; id -u; id -g; pwd; cat".into()];
+        x.env = vec![("V".into(), "v".into())];
+        x.cwd = "/tmp".into();
+        x.uid = 7;
+        x.gid = 8;
+        x.stdin = b"in".to_vec();
+        let p = sb.exec(2, x, move |ev| drop(tx.send(ev))).unwrap();
+        assert_eq!(p.spid(), 2);
+        assert!(p.pid() > 1, "{}", p.pid());
+        let out = collect_rx(rx);
+        assert_eq!(p.wait(), out.exit);
+        if out.stdout.starts_with("main") || Instant::now() > deadline {
+            break out;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(out.exit.exit_code, 0, "{}", out.stderr);
+    assert_eq!(out.stdout, "main\ninner\nv\n7\n8\n/tmp\nin");
+
+    // Refused before anything starts: ids outside the range; a missing cwd is a setup error.
+    let mut x = SubprocessSpec::new("true");
+    x.uid = IdRange::default().count();
+    assert!(matches!(sb.exec(3, x, |_| {}), Err(SandboxError::InvalidArgument { argument: "uid", .. })));
+    let mut x = SubprocessSpec::new("true");
+    x.cwd = "/no/such".into();
+    match sb.exec(4, x, |_| {}) {
+        Err(SandboxError::Setup { stage, source }) => {
+            assert!(stage.contains("/no/such"), "{stage}");
+            assert_eq!(source.raw_os_error(), Some(libc::ENOENT));
+        }
+        other => panic!("expected a setup error, got {other:?}"),
+    }
+
+    // Signalled by spid, with stdin kept open until then.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let mut x = SubprocessSpec::new("cat");
+    x.keep_stdin_open = true;
+    let cat = sb.exec(5, x, move |ev| drop(tx.send(ev))).unwrap();
+    cat.write_stdin(b"abc", false).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let first = rx.recv_timeout(Duration::from_secs(10)).unwrap();
+    assert_eq!(first, SandboxEvent::Stdout(b"abc".to_vec()));
+    assert!(Instant::now() < deadline);
+    assert!(cat.try_wait().is_none());
+    cat.kill(libc::SIGTERM).unwrap();
+    let out = collect_rx(rx);
+    assert_eq!((out.exit.signal, out.exit.exit_code), (libc::SIGTERM, -1));
+    assert!(cat.write_stdin(b"late", true).is_err());
+    cat.kill(libc::SIGKILL).unwrap(); // a no-op once it exited
+
+    // A process still running when the sandbox ends is killed with it, and nothing starts
+    // in an ended sandbox.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let mut x = SubprocessSpec::new("sleep");
+    x.args = vec!["60".into()];
+    let sleeper = sb.exec(7, x, move |ev| drop(tx.send(ev))).unwrap();
+    sb.kill(libc::SIGKILL).unwrap();
+    for _ in events.iter() {}
+    let out = collect_rx(rx);
+    assert_eq!(out.exit.signal, libc::SIGKILL);
+    assert_eq!(sleeper.wait().signal, libc::SIGKILL);
+    assert!(matches!(sb.exec(8, SubprocessSpec::new("true"), |_| {}), Err(SandboxError::Ended)));
+    discard(&run_dir).ok();
+}
