@@ -9,6 +9,7 @@ pub(crate) mod inspect;
 pub(crate) mod instances;
 pub(crate) mod operations;
 pub(crate) mod params;
+pub(crate) mod spawn_fields;
 pub(crate) mod subprocesses;
 pub(crate) mod whoami;
 

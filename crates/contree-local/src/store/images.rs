@@ -36,6 +36,9 @@ pub struct ImageRecord {
     pub operation_uuid: Option<Uuid>,
     /// Environment preserved by the run that made the image (`preserve_env`).
     pub env: BTreeMap<String, String>,
+    /// The default working directory of runs on this image (saved by `preserve_cwd`);
+    /// `None` means `/`.
+    pub workdir: Option<String>,
 }
 
 impl ImageRecord {
@@ -49,6 +52,7 @@ impl ImageRecord {
             created_at: super::now(),
             operation_uuid: None,
             env: BTreeMap::new(),
+            workdir: None,
         }
     }
 
@@ -68,6 +72,12 @@ impl ImageRecord {
     /// Sets the preserved environment.
     pub fn with_env(mut self, env: BTreeMap<String, String>) -> ImageRecord {
         self.env = env;
+        self
+    }
+
+    /// Sets the default working directory.
+    pub fn with_workdir(mut self, workdir: Option<String>) -> ImageRecord {
+        self.workdir = workdir;
         self
     }
 }
@@ -105,7 +115,7 @@ impl Default for ImageFilter {
     }
 }
 
-const COLUMNS: &str = "uuid, parent, layer, tag, created_ns, operation_uuid, env";
+const COLUMNS: &str = "uuid, parent, layer, tag, created_ns, operation_uuid, env, workdir";
 
 fn from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<ImageRecord> {
     Ok(ImageRecord {
@@ -116,6 +126,7 @@ fn from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<ImageRecord> {
         created_at: col_time(row, 4)?,
         operation_uuid: col_opt_uuid(row, 5)?,
         env: col_json(row, 6)?,
+        workdir: row.get(7)?,
     })
 }
 
@@ -162,7 +173,7 @@ pub(super) fn insert(store: &Store, conn: &Connection, image: &ImageRecord) -> R
     if let Some(tag) = &image.tag {
         release_tag(conn, tag)?;
     }
-    conn.prepare_cached(&format!("INSERT INTO images ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"))
+    conn.prepare_cached(&format!("INSERT INTO images ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"))
         .and_then(|mut st| {
             st.execute(params![
                 uuid_text(image.uuid),
@@ -172,6 +183,7 @@ pub(super) fn insert(store: &Store, conn: &Connection, image: &ImageRecord) -> R
                 created,
                 opt_uuid_text(image.operation_uuid),
                 env,
+                image.workdir,
             ])
         })
         .map_err(|e| match constraint_code(&e) {
@@ -355,7 +367,10 @@ mod tests {
         let base = ImageRecord::new(Uuid::new_v4(), None, None).with_tag("contree-local/base:latest");
         store.insert_image(&base).unwrap();
         let env = BTreeMap::from([("PATH".to_owned(), "/usr/bin".to_owned()), ("A".to_owned(), "b c".to_owned())]);
-        let child = image_with_layer(&store, Some(base.uuid), 0).with_operation(Uuid::new_v4()).with_env(env);
+        let child = image_with_layer(&store, Some(base.uuid), 0)
+            .with_operation(Uuid::new_v4())
+            .with_env(env)
+            .with_workdir(Some("/srv/app".to_owned()));
         store.insert_image(&child).unwrap();
 
         // Timestamps come back as the same instant, whatever their offset or precision.
