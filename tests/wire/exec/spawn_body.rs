@@ -24,6 +24,7 @@ pub async fn program_run_sends_every_option() {
         .user(1000, 1001)
         .networking(false)
         .preserve_env(true)
+        .disposable(false)
         .truncate_output_at(123_456)
         .timeout(Duration::from_secs(30))
         .wait()
@@ -44,7 +45,7 @@ pub async fn program_run_sends_every_option() {
             "uid": 1000,
             "gid": 1001,
             "hostname": "branch-a",
-            "disposable": true,
+            "disposable": false,
             "timeout": 30,
             "truncate_output_at": 123456,
             "networking": {"enabled": false}
