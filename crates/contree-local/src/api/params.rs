@@ -93,7 +93,7 @@ impl Query {
 /// A date-time without an offset is a wall-clock time of the server's time zone, turned into
 /// an instant by `local`: the official Python SDK sends `datetime.now().isoformat()` (naive,
 /// local) as the default `until` of a listing, and a local server shares its clients' zone.
-/// Read as UTC, that `until` would hide everything made in the last hours east of Greenwich.
+/// Read as UTC, that `until` would hide everything made in the last hours west of Greenwich.
 pub(crate) fn parse_time(
     raw: &str,
     now: OffsetDateTime,
