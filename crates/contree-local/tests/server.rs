@@ -1490,3 +1490,62 @@ async fn binary_prints_url_and_token_and_a_crash_fails_running_runs() {
     assert!(!dir.path().join("runs").join(&op).exists(), "the crashed run's scratch dir is cleaned up");
     server.shutdown().await;
 }
+
+/// Kills the server binary when a test ends, passed or not.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test]
+async fn naive_time_filters_are_wall_clock_times_of_the_servers_zone() {
+    // Five hours west of Greenwich, as a POSIX TZ string (no zoneinfo files needed). The
+    // official Python SDK lists with `until=datetime.now().isoformat()`: naive, local.
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_contree-local"))
+        .args(["--bind", "127.0.0.1:0", "--no-networking", "--data-dir"])
+        .arg(dir.path())
+        .env("TZ", "XXX5")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let out = child.stdout.take().unwrap();
+    let _server = KillOnDrop(child);
+    let (base, token) = tokio::task::spawn_blocking(move || read_banner(out)).await.unwrap();
+    let api = Api { base, token, http: reqwest::Client::new() };
+    let v = api.run(json!({"command": "touch /new", "shell": true, "image": base_image()})).await;
+    let image = v["result_image_uuid"].as_str().unwrap().to_owned();
+
+    let wall = |offset: time::Duration| {
+        let t = time::OffsetDateTime::now_utc() - time::Duration::hours(5) + offset;
+        format!(
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
+            t.year(),
+            u8::from(t.month()),
+            t.day(),
+            t.hour(),
+            t.minute(),
+            t.second()
+        )
+    };
+    let listed = |query: String| {
+        let api = api.clone();
+        let image = image.clone();
+        async move {
+            let v = api.get_json(&format!("/images?{query}")).await;
+            v["images"].as_array().unwrap().iter().any(|i| i["uuid"] == image.as_str())
+        }
+    };
+    assert!(listed(format!("until={}", wall(time::Duration::minutes(1)))).await, "made before a minute from now");
+    assert!(!listed(format!("until={}", wall(time::Duration::minutes(-1)))).await, "not made before a minute ago");
+    assert!(listed(format!("since={}", wall(time::Duration::minutes(-1)))).await, "made since a minute ago");
+    // An explicit offset still means what it says.
+    let utc = time::OffsetDateTime::now_utc() + time::Duration::minutes(1);
+    let explicit = utc.format(&time::format_description::well_known::Rfc3339).unwrap();
+    assert!(listed(format!("until={}", encode(&explicit))).await);
+}
