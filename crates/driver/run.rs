@@ -323,6 +323,7 @@ pub(crate) struct RunSpec {
     pub disposable: bool,
     pub truncate_output_at: Option<u64>,
     pub preserve_env: bool,
+    pub preserve_cwd: bool,
     pub networking: Option<bool>,
     /// The first bad argument, reported before any request.
     pub invalid: Option<(&'static str, String)>,
@@ -399,6 +400,12 @@ impl RunSpec {
             return Err(Error::invalid_argument(
                 "preserve_env",
                 "a disposable run keeps no image to save the env in; call .disposable(false)",
+            ));
+        }
+        if self.preserve_cwd && self.disposable {
+            return Err(Error::invalid_argument(
+                "preserve_cwd",
+                "a disposable run keeps no image to save the working directory in; call .disposable(false)",
             ));
         }
         if let Some(tag) = &self.tag {
@@ -609,6 +616,14 @@ impl<T> PreparedRun<T> {
         self
     }
 
+    /// Saves the run's initial working directory (its `cwd`, else the image's) as the result
+    /// image's default, for later runs without a `cwd`. Needs `disposable(false)` (else an
+    /// `InvalidArgument` error naming `preserve_cwd`).
+    pub fn preserve_cwd(mut self, preserve: bool) -> Self {
+        self.spec.preserve_cwd = preserve;
+        self
+    }
+
     /// Enables or disables the sandbox's network (server default when unset).
     pub fn networking(mut self, enabled: bool) -> Self {
         self.spec.networking = Some(enabled);
@@ -711,6 +726,9 @@ pub(crate) async fn start(image: &Image, spec: &RunSpec) -> Result<Started> {
     body.files = files;
     if spec.preserve_env {
         body = body.preserve_env(true);
+    }
+    if spec.preserve_cwd {
+        body = body.preserve_cwd(true);
     }
     if let Some(cwd) = &spec.cwd {
         body = body.cwd(cwd.clone());
