@@ -323,6 +323,7 @@ pub(crate) struct RunSpec {
     pub disposable: bool,
     pub truncate_output_at: Option<u64>,
     pub preserve_env: bool,
+    pub preserve_cwd: bool,
     pub networking: Option<bool>,
     /// The first bad argument, reported before any request.
     pub invalid: Option<(&'static str, String)>,
@@ -387,6 +388,26 @@ impl RunSpec {
         if let Some(cwd) = &self.cwd {
             validate::absolute_path("cwd", cwd)?;
         }
+        if self.shell && !self.args.is_empty() {
+            // Servers ignore them (the spec says so): the run would not be what was written.
+            return Err(Error::invalid_argument(
+                "args",
+                "a shell command takes no separate arguments: put them in the shell expression, or run a program \
+                 with .run(program).arg(..)",
+            ));
+        }
+        if self.preserve_env && self.disposable {
+            return Err(Error::invalid_argument(
+                "preserve_env",
+                "a disposable run keeps no image to save the env in; call .disposable(false)",
+            ));
+        }
+        if self.preserve_cwd && self.disposable {
+            return Err(Error::invalid_argument(
+                "preserve_cwd",
+                "a disposable run keeps no image to save the working directory in; call .disposable(false)",
+            ));
+        }
         if let Some(tag) = &self.tag {
             validate::tag("tag", tag)?;
             if self.disposable {
@@ -441,7 +462,8 @@ crate::flavor::declare! {
 }
 
 impl<T> PreparedRun<T> {
-    /// Appends one argument (ignored by the server for shell commands).
+    /// Appends one argument. Programs only: a shell command (`shell(..)`) with arguments is
+    /// an `InvalidArgument` error naming `args` when executed, since servers ignore them.
     pub fn arg(mut self, arg: impl Into<String>) -> Self {
         self.spec.args.push(arg.into());
         self
@@ -587,9 +609,18 @@ impl<T> PreparedRun<T> {
         self
     }
 
-    /// Stores this run's env in the result image, for later shell runs.
+    /// Stores this run's env in the result image, for later shell runs. Needs
+    /// `disposable(false)` (else an `InvalidArgument` error naming `preserve_env`).
     pub fn preserve_env(mut self, preserve: bool) -> Self {
         self.spec.preserve_env = preserve;
+        self
+    }
+
+    /// Saves the run's initial working directory (its `cwd`, else the image's) as the result
+    /// image's default, for later runs without a `cwd`. Needs `disposable(false)` (else an
+    /// `InvalidArgument` error naming `preserve_cwd`).
+    pub fn preserve_cwd(mut self, preserve: bool) -> Self {
+        self.spec.preserve_cwd = preserve;
         self
     }
 
@@ -695,6 +726,9 @@ pub(crate) async fn start(image: &Image, spec: &RunSpec) -> Result<Started> {
     body.files = files;
     if spec.preserve_env {
         body = body.preserve_env(true);
+    }
+    if spec.preserve_cwd {
+        body = body.preserve_cwd(true);
     }
     if let Some(cwd) = &spec.cwd {
         body = body.cwd(cwd.clone());

@@ -17,6 +17,7 @@ macro_rules! e2e_scenarios {
             echo_captures_stdout_and_exit_code,
             nonzero_exit_is_a_result_and_check_makes_it_an_error,
             stdin_env_cwd_and_hostname_reach_the_command,
+            preserve_cwd_sets_the_working_directory_of_later_runs,
             files_are_placed_with_their_mode,
             branches_from_one_image_stay_isolated,
             rerunning_a_noop_keeps_the_image_uuid,
@@ -79,6 +80,21 @@ pub async fn stdin_env_cwd_and_hostname_reach_the_command() {
     let binary: Vec<u8> = (0u8..=255).collect();
     let done = base.run("cat").stdin(binary.clone()).wait().await.expect("binary stdin");
     assert_eq!(done.stdout().unwrap(), &binary[..]);
+}
+
+#[crate::maybe]
+pub async fn preserve_cwd_sets_the_working_directory_of_later_runs() {
+    let (_c, base) = base();
+    let saved = base.run("true").cwd("/srv/app").preserve_cwd(true).disposable(false).wait().await.expect("save");
+    assert!(saved.uuid().is_some());
+    let done = saved.run("pwd").wait().await.expect("pwd");
+    assert_eq!(done.stdout_text().unwrap(), "/srv/app\n");
+    let done = saved.run("pwd").cwd("/tmp").wait().await.expect("an explicit cwd wins");
+    assert_eq!(done.stdout_text().unwrap(), "/tmp\n");
+    let mut session = saved.session();
+    session.shell("echo x > here.txt").wait().await.expect("session run");
+    let done = session.run("cat").arg("/srv/app/here.txt").wait().await.expect("cat");
+    assert_eq!(done.stdout_text().unwrap(), "x\n", "session runs start there too");
 }
 
 #[crate::maybe]

@@ -752,6 +752,195 @@ async fn preserve_env_is_inherited_by_later_shell_runs() {
     assert_eq!(stdout(&v), "[]\n");
 }
 
+/// Every field of the spec's `InstanceSpawnRequest`, which `metadata` must echo.
+const SPAWN_FIELDS: [&str; 18] = [
+    "command",
+    "image",
+    "args",
+    "shell",
+    "env",
+    "preserve_env",
+    "preserve_cwd",
+    "cwd",
+    "uid",
+    "gid",
+    "hostname",
+    "disposable",
+    "timeout",
+    "truncate_output_at",
+    "stdin",
+    "files",
+    "resources_limits",
+    "networking",
+];
+
+#[tokio::test]
+async fn operation_records_echo_every_spawn_field_with_defaults_and_a_null_result() {
+    let api = Api::shared();
+    let base = api.base_uuid().await;
+    let body = json!({"command": "sleep", "args": ["30"], "image": base_image()});
+    let r = api.req(reqwest::Method::POST, "/instances").json(&body).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let created: Value = r.json().await.unwrap();
+    let op = created["uuid"].as_str().unwrap().to_owned();
+    let running = api.wait_status(&op, "EXECUTING").await;
+    for (what, meta) in [("201", &created), ("GET", &running["metadata"])] {
+        for field in SPAWN_FIELDS.iter().chain(&["result"]) {
+            assert!(meta.get(field).is_some(), "{what}: `{field}` missing from {meta}");
+        }
+        assert!(meta["result"].is_null(), "{what}: no result yet: {meta}");
+        assert_eq!(meta["image"], base.as_str());
+        assert_eq!(meta["args"], json!(["30"]));
+        assert_eq!(meta["env"], json!({}));
+        assert_eq!(meta["files"], json!({}));
+        assert_eq!(meta["shell"], false);
+        assert_eq!(meta["cwd"], "");
+        assert_eq!(meta["hostname"], "linuxkit");
+        assert_eq!((meta["uid"].as_u64(), meta["gid"].as_u64()), (Some(0), Some(0)));
+        assert_eq!(
+            (&meta["preserve_env"], &meta["preserve_cwd"], &meta["disposable"]),
+            (&json!(false), &json!(false), &json!(false))
+        );
+        assert!(meta["timeout"].as_u64().unwrap() > 0, "the server's default timeout: {meta}");
+        assert_eq!(meta["truncate_output_at"], 1048576);
+        assert_eq!(meta["stdin"], json!({"value": "", "encoding": "ascii", "close": true}));
+        assert_eq!(meta["resources_limits"], json!({"max_layer_bytes": 12884901888u64}));
+        assert!(meta["networking"]["enabled"].is_boolean());
+    }
+    // While it runs, `duration` is the time so far, and it grows.
+    let d1 = running["duration"].as_f64().unwrap_or_else(|| panic!("duration while running: {running}"));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let again = api.get_json(&format!("/operations/{op}")).await;
+    let d2 = again["duration"].as_f64().unwrap();
+    assert!(d2 >= d1 + 0.25, "{d1} then {d2}");
+    // A pending operation, and the listing, have one too.
+    let listed = api.get_json("/operations?status=EXECUTING&limit=1000").await;
+    let mine = listed.as_array().unwrap().iter().find(|o| o["uuid"] == op.as_str()).unwrap().clone();
+    assert!(mine["duration"].as_f64().unwrap() >= d1, "{mine}");
+    let r = api.req(reqwest::Method::DELETE, &format!("/operations/{op}")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let done = api.wait(&op).await;
+    assert_eq!(done["status"], "CANCELLED");
+    assert!(done["duration"].as_f64().unwrap() >= d2);
+    assert_eq!(done["metadata"]["result"]["state"]["signal"], 9, "{done}");
+
+    // Given values are echoed as the server took them; secrets masked; files with defaults.
+    let file = api.upload(b"echo from a file\n").await;
+    let v = api
+        .run(json!({
+            "command": "cat /etc/greeting.sh; pwd", "shell": true, "image": base_image(),
+            "env": {"K": "v", "DB_PASSWORD": "hunter2"}, "cwd": "/srv", "timeout": 30,
+            "files": {"/etc/greeting.sh": {"uuid": file["uuid"], "mode": "755"}},
+            "stdin": {"value": "aGk=", "encoding": "base64", "truncated": false},
+        }))
+        .await;
+    assert_eq!(stdout(&v), "echo from a file\n/srv\n");
+    let meta = &v["metadata"];
+    assert_eq!(meta["env"], json!({"K": "v", "DB_PASSWORD": "<MASKED>"}));
+    assert_eq!(meta["cwd"], "/srv");
+    assert_eq!(meta["timeout"], 30);
+    assert_eq!(meta["files"]["/etc/greeting.sh"], json!({"uuid": file["uuid"], "uid": 0, "gid": 0, "mode": "0755"}));
+    assert_eq!(meta["stdin"], json!({"value": "aGk=", "encoding": "base64", "close": true}));
+    assert_eq!(meta["result"]["state"]["exit_code"], 0);
+    for field in ["block_input", "cost", "elapsed_time", "max_rss", "monotonic_time", "page_faults_io", "user_cpu_time"]
+    {
+        assert!(meta["result"]["resources"][field].is_number(), "`{field}`: {meta}");
+    }
+}
+
+#[tokio::test]
+async fn spawn_fields_the_server_would_ignore_are_400_naming_them() {
+    let api = Api::shared();
+    let refused = |body: Value, names: &'static [&'static str]| {
+        let api = api.clone();
+        async move {
+            let r = api.req(reqwest::Method::POST, "/instances").json(&body).send().await.unwrap();
+            assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{body}");
+            let v: Value = r.json().await.unwrap();
+            let msg = v["error"].as_str().unwrap().to_owned();
+            for name in names {
+                assert!(msg.contains(name), "{body}: {msg}");
+            }
+        }
+    };
+    let image = base_image();
+    refused(json!({"command": "true", "image": image, "memory_limit": 5}), &["`memory_limit`"]).await;
+    refused(json!({"command": "true", "image": image, "stdin": {"value": "", "eof": true}}), &["`stdin.eof`"]).await;
+    refused(
+        json!({"command": "true", "image": image, "stdin": {"value": "x", "truncated": true}}),
+        &["`stdin.truncated`"],
+    )
+    .await;
+    refused(
+        json!({"command": "true", "image": image, "stdin": {"value": "x", "encoding": "hex"}}),
+        &["`stdin.encoding`"],
+    )
+    .await;
+    let file = uuid::Uuid::new_v4();
+    refused(
+        json!({"command": "true", "image": image, "files": {"/a": {"uuid": file, "sha": "x"}}}),
+        &["`files./a.sha`"],
+    )
+    .await;
+    refused(json!({"command": "true", "image": image, "resources_limits": {"cpus": 2}}), &["`resources_limits.cpus`"])
+        .await;
+    refused(
+        json!({"command": "true", "image": image, "networking": {"enabled": false, "dns": "x"}}),
+        &["`networking.dns`"],
+    )
+    .await;
+    // Fields the spec ignores in some combinations are refused there instead.
+    refused(json!({"command": "echo", "shell": true, "args": ["x"], "image": image}), &["`args`", "`shell`"]).await;
+    refused(json!({"command": "true", "image": image, "preserve_cwd": true, "disposable": true}), &["`preserve_cwd`"])
+        .await;
+    refused(json!({"command": "true", "image": image, "preserve_env": true, "disposable": true}), &["`preserve_env`"])
+        .await;
+    // Nothing was recorded for any of them, and the same requests without the field run.
+    let v = api.run(json!({"command": "echo", "shell": true, "args": [], "image": image})).await;
+    assert_eq!(v["status"], "SUCCESS");
+}
+
+#[tokio::test]
+async fn preserve_cwd_saves_the_initial_working_directory_in_the_result_image() {
+    let api = Api::shared();
+    let base = api.base_uuid().await;
+    // The command's own `cd` does not change what is saved.
+    let v = api
+        .run(json!({"command": "pwd; cd /tmp", "shell": true, "cwd": "/srv/app/", "preserve_cwd": true, "image": base}))
+        .await;
+    assert_eq!(stdout(&v), "/srv/app\n");
+    assert_eq!(v["metadata"]["preserve_cwd"], true);
+    let img = v["result_image_uuid"].as_str().unwrap().to_owned();
+    assert_ne!(img, base);
+    // An empty or omitted cwd now starts there; an explicit one still wins.
+    let v = api.run(json!({"command": "pwd", "image": img})).await;
+    assert_eq!(stdout(&v), "/srv/app\n");
+    let v = api.run(json!({"command": "pwd", "cwd": "", "image": img})).await;
+    assert_eq!(stdout(&v), "/srv/app\n");
+    let v = api.run(json!({"command": "pwd", "cwd": "/tmp", "image": img})).await;
+    assert_eq!(stdout(&v), "/tmp\n");
+    // Later images inherit it, without `preserve_cwd`.
+    let v = api.run(json!({"command": "touch /x", "shell": true, "cwd": "/tmp", "image": img})).await;
+    let child = v["result_image_uuid"].as_str().unwrap().to_owned();
+    assert_ne!(child, img);
+    let v = api.run(json!({"command": "pwd", "image": child})).await;
+    assert_eq!(stdout(&v), "/srv/app\n");
+    // Saving the same directory again changes nothing: the image keeps its uuid.
+    let v = api.run(json!({"command": "true", "preserve_cwd": true, "image": img})).await;
+    assert_eq!(v["result_image_uuid"], img.as_str());
+    // Without it the base image starts at `/`, and saving `/` there is no change either.
+    let v = api.run(json!({"command": "pwd", "image": base})).await;
+    assert_eq!(stdout(&v), "/\n");
+    let v = api.run(json!({"command": "true", "preserve_cwd": true, "image": base})).await;
+    assert_eq!(v["result_image_uuid"], base.as_str());
+    // Another directory is a new image even when no file changed.
+    let v = api.run(json!({"command": "true", "cwd": "/tmp", "preserve_cwd": true, "image": img})).await;
+    let moved = v["result_image_uuid"].as_str().unwrap().to_owned();
+    assert_ne!(moved, img);
+    let v = api.run(json!({"command": "pwd", "image": moved})).await;
+    assert_eq!(stdout(&v), "/tmp\n");
+}
+
 #[tokio::test]
 async fn tags_move_and_resolve_with_a_relative_302() {
     let api = Api::shared();
@@ -1652,4 +1841,63 @@ async fn binary_prints_url_and_token_and_a_crash_fails_running_runs() {
     assert_eq!(evs.last().unwrap()["data"]["status"], "FAILED");
     assert!(!dir.path().join("runs").join(&op).exists(), "the crashed run's scratch dir is cleaned up");
     server.shutdown().await;
+}
+
+/// Kills the server binary when a test ends, passed or not.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test]
+async fn naive_time_filters_are_wall_clock_times_of_the_servers_zone() {
+    // Five hours west of Greenwich, as a POSIX TZ string (no zoneinfo files needed). The
+    // official Python SDK lists with `until=datetime.now().isoformat()`: naive, local.
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_contree-local"))
+        .args(["--bind", "127.0.0.1:0", "--no-networking", "--data-dir"])
+        .arg(dir.path())
+        .env("TZ", "XXX5")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let out = child.stdout.take().unwrap();
+    let _server = KillOnDrop(child);
+    let (base, token) = tokio::task::spawn_blocking(move || read_banner(out)).await.unwrap();
+    let api = Api { base, token, http: reqwest::Client::new() };
+    let v = api.run(json!({"command": "touch /new", "shell": true, "image": base_image()})).await;
+    let image = v["result_image_uuid"].as_str().unwrap().to_owned();
+
+    let wall = |offset: time::Duration| {
+        let t = time::OffsetDateTime::now_utc() - time::Duration::hours(5) + offset;
+        format!(
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
+            t.year(),
+            u8::from(t.month()),
+            t.day(),
+            t.hour(),
+            t.minute(),
+            t.second()
+        )
+    };
+    let listed = |query: String| {
+        let api = api.clone();
+        let image = image.clone();
+        async move {
+            let v = api.get_json(&format!("/images?{query}")).await;
+            v["images"].as_array().unwrap().iter().any(|i| i["uuid"] == image.as_str())
+        }
+    };
+    assert!(listed(format!("until={}", wall(time::Duration::minutes(1)))).await, "made before a minute from now");
+    assert!(!listed(format!("until={}", wall(time::Duration::minutes(-1)))).await, "not made before a minute ago");
+    assert!(listed(format!("since={}", wall(time::Duration::minutes(-1)))).await, "made since a minute ago");
+    // An explicit offset still means what it says.
+    let utc = time::OffsetDateTime::now_utc() + time::Duration::minutes(1);
+    let explicit = utc.format(&time::format_description::well_known::Rfc3339).unwrap();
+    assert!(listed(format!("until={}", encode(&explicit))).await);
 }

@@ -97,6 +97,10 @@ pub async fn bad_arguments_are_rejected_before_any_request() {
         ("missing stdin file", image.run("cat").stdin(Stdin::path(&missing)).wait().await, "stdin"),
         ("zero timeout", image.run("true").timeout(std::time::Duration::ZERO).wait().await, "timeout"),
         ("bad tag", image.run("true").disposable(false).tag("bad tag!").wait().await, "tag"),
+        ("shell with arguments", image.shell("echo").arg("x").wait().await, "args"),
+        ("shell with argument list", image.shell("echo").args(["x", "y"]).wait().await, "args"),
+        ("preserve_env on a disposable run", image.run("true").preserve_env(true).wait().await, "preserve_env"),
+        ("preserve_cwd on a disposable run", image.run("true").preserve_cwd(true).wait().await, "preserve_cwd"),
     ];
     for (what, outcome, argument) in cases {
         let err = outcome.expect_err(what);

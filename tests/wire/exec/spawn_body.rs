@@ -24,6 +24,8 @@ pub async fn program_run_sends_every_option() {
         .user(1000, 1001)
         .networking(false)
         .preserve_env(true)
+        .preserve_cwd(true)
+        .disposable(false)
         .truncate_output_at(123_456)
         .timeout(Duration::from_secs(30))
         .wait()
@@ -40,11 +42,12 @@ pub async fn program_run_sends_every_option() {
             "shell": false,
             "env": {"GREETING": "hello world", "EMPTY": "", "PATH": "/opt/bin:/usr/bin"},
             "preserve_env": true,
+            "preserve_cwd": true,
             "cwd": "/work/dir",
             "uid": 1000,
             "gid": 1001,
             "hostname": "branch-a",
-            "disposable": true,
+            "disposable": false,
             "timeout": 30,
             "truncate_output_at": 123456,
             "networking": {"enabled": false}

@@ -48,10 +48,6 @@ impl ApiError {
         ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, message)
     }
 
-    pub fn not_implemented(message: impl Into<String>) -> Self {
-        ApiError::new(StatusCode::NOT_IMPLEMENTED, message)
-    }
-
     /// An unexpected server-side failure. The detail is logged; the client gets it too, since
     /// this is a local development server and the detail never holds a secret.
     pub fn internal(message: impl Into<String>) -> Self {

@@ -27,6 +27,9 @@ pub(crate) fn to_response(
     let status = live_status.unwrap_or(rec.status);
     let kind = rec.kind.clone();
     let mut metadata = rec.metadata.clone();
+    if kind == OperationKind::Instance {
+        crate::ops::echo::complete(&mut metadata);
+    }
     if let (Some(p), Value::Object(m)) = (&partial, &mut metadata) {
         m.insert("result".to_owned(), serde_json::to_value(p).unwrap_or(Value::Null));
     }
@@ -53,7 +56,7 @@ pub(crate) fn to_response(
         status,
         error: rec.error.clone(),
         created_at: Some(format_timestamp(rec.created_at)),
-        duration: rec.duration,
+        duration: shown_duration(rec, status, crate::store::now()),
         image_size: None,
         consumed_cpu,
         consumed_memory,
@@ -62,6 +65,19 @@ pub(crate) fn to_response(
         metadata: Some(OperationMetadata::Raw(metadata)),
         result,
     }
+}
+
+/// `duration`: the recorded one once the operation has ended; before that, the time so far
+/// (running since it started, else waiting since it was created, as the final one counts),
+/// never `null`, which clients that poll (the official Python SDK) refuse.
+fn shown_duration(rec: &OperationRecord, status: OperationStatus, now: time::OffsetDateTime) -> Option<f64> {
+    let since = rec.started_at.unwrap_or(rec.created_at);
+    if status.is_terminal() {
+        // An operation ended without a recorded duration (one the server was stopped in)
+        // lasted until it was marked ended.
+        return rec.duration.or_else(|| rec.finished_at.map(|end| (end - since).as_seconds_f64().max(0.0)));
+    }
+    Some((now - since).as_seconds_f64().max(0.0))
 }
 
 /// Loads an operation's record, or 404.
@@ -175,5 +191,23 @@ mod tests {
         // Stored as finished: the record wins whatever the live op says.
         assert_eq!(shown_status(Success, Some(Executing)), None);
         assert_eq!(shown_status(Executing, None), None);
+    }
+
+    #[test]
+    fn duration_is_the_time_so_far_until_the_recorded_one() {
+        let mut rec = OperationRecord::new(Uuid::new_v4(), OperationKind::Instance, Value::Null);
+        let created = rec.created_at;
+        let now = created + time::Duration::milliseconds(2500);
+        assert_eq!(shown_duration(&rec, OperationStatus::Pending, now), Some(2.5));
+        rec.started_at = Some(created + time::Duration::seconds(2));
+        assert_eq!(shown_duration(&rec, OperationStatus::Executing, now), Some(0.5));
+        rec.duration = Some(7.0);
+        assert_eq!(shown_duration(&rec, OperationStatus::Success, now), Some(7.0));
+        // A clock that went back never gives a negative duration.
+        assert_eq!(shown_duration(&rec, OperationStatus::Executing, created), Some(0.0));
+        // Ended without a recorded duration: until it was marked ended, not until now.
+        rec.duration = None;
+        rec.finished_at = Some(created + time::Duration::seconds(3));
+        assert_eq!(shown_duration(&rec, OperationStatus::Failed, now + time::Duration::hours(1)), Some(1.0));
     }
 }

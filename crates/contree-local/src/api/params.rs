@@ -83,7 +83,7 @@ impl Query {
         match self.get(name) {
             None => Ok(None),
             Some(v) if v.trim().is_empty() => Ok(None),
-            Some(v) => parse_time(v, OffsetDateTime::now_utc()).map(Some).ok_or_else(|| {
+            Some(v) => parse_time(v, OffsetDateTime::now_utc(), local_to_utc).map(Some).ok_or_else(|| {
                 ApiError::bad_request(format!(
                     "`{name}` must be a Unix timestamp, an ISO-8601 date-time or an interval such as 15m, got `{v}`"
                 ))
@@ -101,9 +101,18 @@ impl Query {
     }
 }
 
-/// Parses the spec's time filter syntaxes: a Unix timestamp, an ISO-8601 date-time (a missing
-/// offset means UTC), or an interval `<N>s|m|h|d|w` meaning that long before `now`.
-pub(crate) fn parse_time(raw: &str, now: OffsetDateTime) -> Option<OffsetDateTime> {
+/// Parses the spec's time filter syntaxes: a Unix timestamp, an ISO-8601 date-time, or an
+/// interval `<N>s|m|h|d|w` meaning that long before `now`.
+///
+/// A date-time without an offset is a wall-clock time of the server's time zone, turned into
+/// an instant by `local`: the official Python SDK sends `datetime.now().isoformat()` (naive,
+/// local) as the default `until` of a listing, and a local server shares its clients' zone.
+/// Read as UTC, that `until` would hide everything made in the last hours west of Greenwich.
+pub(crate) fn parse_time(
+    raw: &str,
+    now: OffsetDateTime,
+    local: impl Fn(PrimitiveDateTime) -> Option<OffsetDateTime>,
+) -> Option<OffsetDateTime> {
     let v = raw.trim();
     if let Ok(secs) = v.parse::<f64>() {
         if !secs.is_finite() {
@@ -135,7 +144,7 @@ pub(crate) fn parse_time(raw: &str, now: OffsetDateTime) -> Option<OffsetDateTim
         "[year]-[month]-[day]T[hour]:[minute]:[second][optional [.[subsecond]]]"
     );
     if let Ok(t) = PrimitiveDateTime::parse(v, fmt) {
-        return Some(t.assume_utc());
+        return local(t);
     }
     // An offset without seconds or with `+HH:MM` after a naive-looking value.
     let fmt = time::macros::format_description!(
@@ -143,6 +152,31 @@ pub(crate) fn parse_time(raw: &str, now: OffsetDateTime) -> Option<OffsetDateTim
         "[year]-[month]-[day]T[hour]:[minute]:[second][optional [.[subsecond]]][offset_hour sign:mandatory]:[offset_minute]"
     );
     OffsetDateTime::parse(&iso, fmt).ok()
+}
+
+/// The instant a wall-clock time of the server's time zone (`TZ`, else `/etc/localtime`)
+/// stands for, daylight saving time included (`mktime` decides it). `None` when the time
+/// cannot be represented.
+pub(crate) fn local_to_utc(t: PrimitiveDateTime) -> Option<OffsetDateTime> {
+    // SAFETY: `tm` is plain data, fully initialised here; `mktime` only reads and normalises
+    // it (glibc's is thread-safe: it takes the time zone lock).
+    let secs = unsafe {
+        let mut tm: libc::tm = std::mem::zeroed();
+        tm.tm_year = t.year() - 1900;
+        tm.tm_mon = i32::from(u8::from(t.month())) - 1;
+        tm.tm_mday = i32::from(t.day());
+        tm.tm_hour = i32::from(t.hour());
+        tm.tm_min = i32::from(t.minute());
+        tm.tm_sec = i32::from(t.second());
+        tm.tm_isdst = -1;
+        libc::mktime(&mut tm)
+    };
+    // -1 is also 1969-12-31T23:59:59Z, which no filter needs.
+    if secs == -1 {
+        return None;
+    }
+    let whole = OffsetDateTime::from_unix_timestamp(secs).ok()?;
+    whole.checked_add(TimeDelta::nanoseconds(i64::from(t.nanosecond())))
 }
 
 /// A JSON request body, parsed whatever its `Content-Type`; bad JSON or a missing field is a
@@ -205,19 +239,81 @@ mod tests {
         assert!(q("offset=-5").offset().is_err());
     }
 
+    /// A fixed zone for the tests (the server's own is whatever the machine says).
+    fn plus_two(t: PrimitiveDateTime) -> Option<OffsetDateTime> {
+        Some(t.assume_offset(time::macros::offset!(+2)))
+    }
+
     #[test]
     fn time_filters() {
         let now = datetime!(2025-01-02 00:00:00 UTC);
+        let parse_time = |raw: &str, now| parse_time(raw, now, plus_two);
         assert_eq!(parse_time("1735689600", now), Some(datetime!(2025-01-01 00:00:00 UTC)));
         assert_eq!(parse_time("15m", now), Some(datetime!(2025-01-01 23:45:00 UTC)));
         assert_eq!(parse_time("1w", now), Some(datetime!(2024-12-26 00:00:00 UTC)));
         assert_eq!(parse_time("2025-01-01T12:00:00+00:00", now), Some(datetime!(2025-01-01 12:00:00 UTC)));
         assert_eq!(parse_time("2025-01-01T12:00:00 00:00", now), Some(datetime!(2025-01-01 12:00:00 UTC)));
         assert_eq!(parse_time("2025-01-01T12:00:00Z", now), Some(datetime!(2025-01-01 12:00:00 UTC)));
-        assert_eq!(parse_time("2025-01-01T12:00:00.5", now), Some(datetime!(2025-01-01 12:00:00.5 UTC)));
+        // Naive: the server's wall clock (here +02:00), as Python's `datetime.now().isoformat()`.
+        assert_eq!(parse_time("2025-01-01T12:00:00.5", now), Some(datetime!(2025-01-01 10:00:00.5 UTC)));
+        assert_eq!(parse_time("2025-01-01T12:00:00", now), Some(datetime!(2025-01-01 10:00:00 UTC)));
         for bad in ["yesterday", "15x", "", "2025-13-01T00:00:00Z", "NaN"] {
             assert_eq!(parse_time(bad, now), None, "{bad}");
         }
         assert_eq!(q("since=nope").time("since").unwrap_err().status(), 400);
+    }
+
+    #[test]
+    fn naive_times_are_read_on_the_servers_wall_clock() {
+        // Whatever the machine's zone, the instant found must show the same wall-clock time
+        // there (checked with the C library's own conversion back).
+        for t in [datetime!(2025-01-15 12:34:56.25), datetime!(2025-07-15 03:00:00), datetime!(2000-02-29 23:59:59)] {
+            let instant = local_to_utc(t).unwrap();
+            let secs = instant.unix_timestamp() as libc::time_t;
+            // SAFETY: plain data out of a reentrant libc call.
+            let tm = unsafe {
+                let mut tm: libc::tm = std::mem::zeroed();
+                assert!(!libc::localtime_r(&secs, &mut tm).is_null());
+                tm
+            };
+            assert_eq!(
+                (tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec),
+                (
+                    t.year(),
+                    i32::from(u8::from(t.month())),
+                    i32::from(t.day()),
+                    i32::from(t.hour()),
+                    i32::from(t.minute()),
+                    i32::from(t.second())
+                ),
+                "{t}"
+            );
+            assert_eq!(instant.nanosecond(), t.nanosecond());
+        }
+        // The query path uses it: a naive `until` right now (local) lies within a second of now.
+        let local_now = OffsetDateTime::now_utc().to_offset(local_offset_now());
+        let naive = format!(
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
+            local_now.year(),
+            u8::from(local_now.month()),
+            local_now.day(),
+            local_now.hour(),
+            local_now.minute(),
+            local_now.second()
+        );
+        let until = q(&format!("until={naive}")).time("until").unwrap().unwrap();
+        assert!((OffsetDateTime::now_utc() - until).abs() < time::Duration::seconds(2), "{naive} → {until}");
+    }
+
+    /// The machine's current UTC offset, from the C library.
+    fn local_offset_now() -> time::UtcOffset {
+        let secs = OffsetDateTime::now_utc().unix_timestamp() as libc::time_t;
+        // SAFETY: as above.
+        let tm = unsafe {
+            let mut tm: libc::tm = std::mem::zeroed();
+            libc::localtime_r(&secs, &mut tm);
+            tm
+        };
+        time::UtcOffset::from_whole_seconds(tm.tm_gmtoff as i32).unwrap()
     }
 }

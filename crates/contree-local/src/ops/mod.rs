@@ -7,6 +7,7 @@
 //! runs its log lives in memory ([`live::LiveOp`]); when it ends, the log and the final record
 //! are written to the store.
 
+pub(crate) mod echo;
 pub(crate) mod fold;
 pub(crate) mod import;
 pub(crate) mod live;
@@ -20,9 +21,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use contree_core::models::{
-    EventDataCompletion, EventPayload, OperationInstanceMetadata, OperationKind, OperationStatus,
-};
+use contree_core::models::{EventDataCompletion, EventPayload, OperationKind, OperationStatus};
 use serde_json::Value;
 use tokio::sync::{Notify, Semaphore};
 use uuid::Uuid;
@@ -207,16 +206,15 @@ impl Ops {
     }
 
     /// Creates an instance operation and queues its run. Returns the operation id and the
-    /// metadata echo for the 201 answer.
+    /// metadata echo ([`echo`]) for the 201 answer.
     pub fn spawn_instance(
         self: &Arc<Self>,
         req: contree_core::models::InstanceSpawnRequest,
-    ) -> Result<(Uuid, OperationInstanceMetadata), ApiError> {
+    ) -> Result<(Uuid, Value), ApiError> {
         let slot = self.admit()?;
         let (plan, meta) = plan::plan_instance(self, req)?;
         let uuid = Uuid::new_v4();
-        let mut record =
-            OperationRecord::new(uuid, OperationKind::Instance, serde_json::to_value(&meta).unwrap_or(Value::Null));
+        let mut record = OperationRecord::new(uuid, OperationKind::Instance, meta.clone());
         record.image_uuid = Some(plan.source.uuid);
         self.store.insert_operation(&record).map_err(store_error)?;
         let live = LiveOp::new(uuid, OperationKind::Instance, plan.keep_stdin_open, plan.truncate_at);

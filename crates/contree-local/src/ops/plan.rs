@@ -4,7 +4,8 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use contree_core::models::{ImageSource, InstanceNetworking, InstanceSpawnRequest, OperationInstanceMetadata};
+use contree_core::models::{ImageSource, InstanceSpawnRequest};
+use serde_json::Value;
 
 use crate::api::error::ApiError;
 use crate::config::MAX_TRUNCATE_OUTPUT_AT;
@@ -35,6 +36,9 @@ pub(crate) struct RunPlan {
     pub env: BTreeMap<String, String>,
     /// The env to store in the result image (`preserve_env`), if any.
     pub preserved_env: Option<BTreeMap<String, String>>,
+    /// The working directory to store in the result image (`preserve_cwd`), if any.
+    pub preserved_cwd: Option<String>,
+    /// Where the command starts: the request's `cwd`, else the image's, else `/`.
     pub cwd: String,
     pub uid: u32,
     pub gid: u32,
@@ -51,11 +55,8 @@ pub(crate) struct RunPlan {
 }
 
 /// Validates `req`, resolves its image and files, and returns the plan plus the metadata echo
-/// (the request with the image resolved and defaults filled in).
-pub(crate) fn plan_instance(
-    ops: &Ops,
-    req: InstanceSpawnRequest,
-) -> Result<(RunPlan, OperationInstanceMetadata), ApiError> {
+/// (every spawn field, the image resolved and defaults filled in: [`super::echo`]).
+pub(crate) fn plan_instance(ops: &Ops, req: InstanceSpawnRequest) -> Result<(RunPlan, Value), ApiError> {
     let source = resolve_image(ops, &req.image)?;
 
     if req.command.is_empty() {
@@ -124,6 +125,13 @@ pub(crate) fn plan_instance(
     let files = place_files(ops, &req)?;
 
     let shell = req.shell.unwrap_or(false);
+    if shell && !req.args.is_empty() {
+        // The spec ignores them; a run that silently drops its arguments would do something
+        // other than what the caller wrote.
+        return Err(ApiError::bad_request(
+            "`args` must be empty when `shell` is true: the shell expression in `command` carries the arguments",
+        ));
+    }
     // Under `shell`, the image's env is inherited (request values win); otherwise only the
     // request's env applies. `preserve_env` stores the merged env in the result image, where
     // an empty value removes a variable.
@@ -145,6 +153,17 @@ pub(crate) fn plan_instance(
         (req.command.clone(), req.args.clone())
     };
     let disposable = req.disposable.unwrap_or(false);
+    // Both save something into the result image, which a disposable run does not keep.
+    for (field, asked) in [("preserve_env", req.preserve_env), ("preserve_cwd", req.preserve_cwd)] {
+        if disposable && asked == Some(true) {
+            return Err(ApiError::bad_request(format!(
+                "`{field}` needs `disposable: false`: a disposable run keeps no result image to save it in"
+            )));
+        }
+    }
+    // An empty `cwd` is the image's working directory (saved by an earlier `preserve_cwd`).
+    let run_cwd = if cwd.is_empty() { source.workdir.clone().unwrap_or_else(|| "/".to_owned()) } else { cwd.clone() };
+    let preserved_cwd = req.preserve_cwd.unwrap_or(false).then(|| normalise_dir(&run_cwd));
     let network = network_choice(
         req.networking.and_then(|n| n.enabled),
         ops.limits.networking,
@@ -163,10 +182,11 @@ pub(crate) fn plan_instance(
         shell,
         env,
         preserved_env,
-        cwd: if cwd.is_empty() { "/".to_owned() } else { cwd.clone() },
+        preserved_cwd,
+        cwd: run_cwd,
         uid,
         gid,
-        hostname: hostname.clone(),
+        hostname,
         network,
         files,
         stdin,
@@ -175,21 +195,17 @@ pub(crate) fn plan_instance(
         truncate_at,
         max_layer_bytes,
         disposable,
-        source: source.clone(),
+        source,
     };
-
-    let mut meta = OperationInstanceMetadata::from_request(req, source.uuid);
-    meta.env = mask_env(&meta.env);
-    meta.shell = Some(shell);
-    meta.cwd = Some(cwd);
-    meta.uid = Some(plan.uid);
-    meta.gid = Some(plan.gid);
-    meta.hostname = Some(hostname);
-    meta.disposable = Some(disposable);
-    meta.timeout = timeout.map(|t| t.as_secs());
-    meta.truncate_output_at = Some(truncate_at);
-    meta.networking = Some(InstanceNetworking { enabled: Some(network) });
+    let meta = super::echo::spawn_metadata(&req, &plan);
     Ok((plan, meta))
+}
+
+/// A directory path as saved in an image: without trailing slashes (`/` stays `/`), so that
+/// `/app` and `/app/` are the same working directory.
+fn normalise_dir(path: &str) -> String {
+    let trimmed = path.trim_end_matches('/');
+    if trimmed.is_empty() { "/".to_owned() } else { trimmed.to_owned() }
 }
 
 /// Finds the image a request names (`<uuid>` or `tag:<tag>`); unknown images are 404.
@@ -259,7 +275,7 @@ fn place_files(ops: &Ops, req: &InstanceSpawnRequest) -> Result<Vec<PlacedFile>,
         let mode = spec
             .mode_bits()
             .map_err(|e| ApiError::bad_request(format!("`files.{dest}.mode`: {}", e.message())))?
-            .unwrap_or(0o644);
+            .unwrap_or(super::echo::DEFAULT_FILE_MODE);
         let file = ops
             .store
             .get_file_by_uuid(spec.uuid)

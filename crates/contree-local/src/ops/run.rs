@@ -325,15 +325,20 @@ pub(crate) fn execute(ops: &Ops, live: &Arc<LiveOp>, plan: RunPlan, record: &Ope
 /// layer adopted now, its record returned to be stored with the operation's end).
 fn result_image(ops: &Ops, op: Uuid, plan: &RunPlan, upper: UpperState) -> Result<(Uuid, Option<ImageRecord>), String> {
     let env_changed = plan.preserved_env.as_ref().is_some_and(|e| *e != plan.source.env);
+    // The image's working directory is `/` when it has none recorded.
+    let source_workdir = plan.source.workdir.as_deref().unwrap_or("/");
+    let cwd_changed = plan.preserved_cwd.as_deref().is_some_and(|w| w != source_workdir);
     let layer = match upper {
         UpperState::Changed(dir) => Some(ops.store.adopt_layer(&dir).map_err(|e| e.to_string())?),
         // No new layer and no new metadata: the source image is the result (spec).
-        UpperState::Unchanged if !env_changed => return Ok((plan.source.uuid, None)),
+        UpperState::Unchanged if !env_changed && !cwd_changed => return Ok((plan.source.uuid, None)),
         UpperState::Unchanged => None,
     };
+    let workdir = if cwd_changed { plan.preserved_cwd.clone() } else { plan.source.workdir.clone() };
     let image = ImageRecord::new(Uuid::new_v4(), Some(plan.source.uuid), layer)
         .with_operation(op)
-        .with_env(plan.preserved_env.clone().unwrap_or_else(|| plan.source.env.clone()));
+        .with_env(plan.preserved_env.clone().unwrap_or_else(|| plan.source.env.clone()))
+        .with_workdir(workdir);
     Ok((image.uuid, Some(image)))
 }
 

@@ -43,6 +43,9 @@ pub struct ImageRecord {
     /// The image's filesystem is its own layers alone (an import from a registry), not
     /// stacked on the built-in base image and the host's `/usr`. Only for root images.
     pub own_root: bool,
+    /// The default working directory of runs on this image (saved by `preserve_cwd`);
+    /// `None` means `/`.
+    pub workdir: Option<String>,
 }
 
 impl ImageRecord {
@@ -58,6 +61,7 @@ impl ImageRecord {
             env: BTreeMap::new(),
             lower_layers: Vec::new(),
             own_root: false,
+            workdir: None,
         }
     }
 
@@ -77,6 +81,12 @@ impl ImageRecord {
     /// Sets the preserved environment.
     pub fn with_env(mut self, env: BTreeMap<String, String>) -> ImageRecord {
         self.env = env;
+        self
+    }
+
+    /// Sets the default working directory.
+    pub fn with_workdir(mut self, workdir: Option<String>) -> ImageRecord {
+        self.workdir = workdir;
         self
     }
 }
@@ -114,7 +124,7 @@ impl Default for ImageFilter {
     }
 }
 
-const COLUMNS: &str = "uuid, parent, layer, tag, created_ns, operation_uuid, env, lower_layers, own_root";
+const COLUMNS: &str = "uuid, parent, layer, tag, created_ns, operation_uuid, env, lower_layers, own_root, workdir";
 
 fn from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<ImageRecord> {
     Ok(ImageRecord {
@@ -127,6 +137,7 @@ fn from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<ImageRecord> {
         env: col_json(row, 6)?,
         lower_layers: col_json(row, 7)?,
         own_root: row.get(8)?,
+        workdir: row.get(9)?,
     })
 }
 
@@ -187,7 +198,7 @@ pub(super) fn insert(store: &Store, conn: &Connection, image: &ImageRecord) -> R
     if let Some(tag) = &image.tag {
         release_tag(conn, tag)?;
     }
-    conn.prepare_cached(&format!("INSERT INTO images ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"))
+    conn.prepare_cached(&format!("INSERT INTO images ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"))
         .and_then(|mut st| {
             st.execute(params![
                 uuid_text(image.uuid),
@@ -199,6 +210,7 @@ pub(super) fn insert(store: &Store, conn: &Connection, image: &ImageRecord) -> R
                 env,
                 lower_layers,
                 image.own_root,
+                image.workdir,
             ])
         })
         .map_err(|e| match constraint_code(&e) {
@@ -403,7 +415,10 @@ mod tests {
         let base = ImageRecord::new(Uuid::new_v4(), None, None).with_tag("contree-local/base:latest");
         store.insert_image(&base).unwrap();
         let env = BTreeMap::from([("PATH".to_owned(), "/usr/bin".to_owned()), ("A".to_owned(), "b c".to_owned())]);
-        let child = image_with_layer(&store, Some(base.uuid), 0).with_operation(Uuid::new_v4()).with_env(env);
+        let child = image_with_layer(&store, Some(base.uuid), 0)
+            .with_operation(Uuid::new_v4())
+            .with_env(env)
+            .with_workdir(Some("/srv/app".to_owned()));
         store.insert_image(&child).unwrap();
 
         // Timestamps come back as the same instant, whatever their offset or precision.

@@ -72,6 +72,8 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE images ADD COLUMN lower_layers TEXT NOT NULL DEFAULT '[]';
     ALTER TABLE images ADD COLUMN own_root INTEGER NOT NULL DEFAULT 0;
     ",
+    // 3: an image's default working directory (`preserve_cwd`); NULL means `/`.
+    "ALTER TABLE images ADD COLUMN workdir TEXT;",
 ];
 
 /// Brings the database to the latest schema version.
@@ -112,5 +114,17 @@ mod tests {
         conn.pragma_update(None, "user_version", 999).unwrap();
         let err = migrate(&mut conn).unwrap_err();
         assert!(err.to_string().contains("newer"), "{err}");
+    }
+
+    #[test]
+    fn images_of_a_first_version_database_get_no_workdir() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(MIGRATIONS[0]).unwrap();
+        conn.pragma_update(None, "user_version", 1).unwrap();
+        conn.execute("INSERT INTO images (uuid, created_ns) VALUES ('u', 1)", []).unwrap();
+        migrate(&mut conn).unwrap();
+        let workdir: Option<String> =
+            conn.query_row("SELECT workdir FROM images WHERE uuid = 'u'", [], |r| r.get(0)).unwrap();
+        assert_eq!(workdir, None, "an older image keeps the default working directory");
     }
 }
