@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use bytes::Bytes;
-use contree_core::models::{ClosableStreamRepr, EventPayload, OperationResponse};
+use contree_core::models::{EventPayload, OperationResponse};
 use contree_core::{Error, ExitStatus, ProcessFailure, Result};
 use reqwest::Method;
 use tokio::sync::{mpsc, oneshot};
@@ -468,19 +468,7 @@ impl Process {
 
     #[crate::maybe]
     async fn send_stdin(&self, data: &[u8], close: bool) -> Result<()> {
-        if !self.stdin_open {
-            return Err(Error::invalid_argument("stdin", "the process was not started with Stdin::piped()"));
-        }
-        let mut repr = ClosableStreamRepr::from_bytes(data);
-        repr.close = Some(close);
-        let http = self.client.http();
-        let call = http.call(Method::POST, &["operations", &self.op_id, "subprocesses", "1", "stdin"]).json(&repr)?;
-        match http.unit(&call).await {
-            Ok(()) => Ok(()),
-            // Closing the stdin of a process that already ended (or already saw EOF) is moot.
-            Err(e) if close && data.is_empty() && (e.is_gone() || e.is_conflict()) => Ok(()),
-            Err(e) => Err(e.with_operation(&self.op_id)),
-        }
+        super::subprocess::send_stdin(&self.client, &self.op_id, 1, self.stdin_open, data, close).await
     }
 
     /// Starts another process in this running instance (`POST …/subprocesses`): `argv[0]`

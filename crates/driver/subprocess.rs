@@ -500,20 +500,7 @@ impl Subprocess {
 
     #[crate::maybe]
     async fn send_stdin(&self, data: &[u8], close: bool) -> Result<()> {
-        if !self.stdin_open {
-            return Err(Error::invalid_argument("stdin", "the process was not started with Stdin::piped()"));
-        }
-        let mut repr = ClosableStreamRepr::from_bytes(data);
-        repr.close = Some(close);
-        let http = self.client.http();
-        let spid = self.spid.to_string();
-        let call = http.call(Method::POST, &["operations", &self.op_id, "subprocesses", &spid, "stdin"]).json(&repr)?;
-        match http.unit(&call).await {
-            Ok(()) => Ok(()),
-            // Closing the stdin of a process that already ended (or saw EOF) is moot.
-            Err(e) if close && data.is_empty() && (e.is_gone() || e.is_conflict() || e.is_not_found()) => Ok(()),
-            Err(e) => Err(e.with_operation(&self.op_id)),
-        }
+        send_stdin(&self.client, &self.op_id, self.spid, self.stdin_open, data, close).await
     }
 
     /// Kills it with SIGKILL; see [`signal`](Self::signal).
@@ -595,5 +582,33 @@ impl Drop for Subprocess {
         // Stop following; the process itself runs on until it ends (at the latest with the
         // instance).
         self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Writes to (or, with `close`, closes) the stdin of process `spid` of operation `op_id`:
+/// `POST …/subprocesses/{spid}/stdin`, the one call behind the main process's and every
+/// extra process's stdin.
+#[crate::maybe]
+pub(super) async fn send_stdin(
+    client: &Client,
+    op_id: &str,
+    spid: u32,
+    stdin_open: bool,
+    data: &[u8],
+    close: bool,
+) -> Result<()> {
+    if !stdin_open {
+        return Err(Error::invalid_argument("stdin", "the process was not started with Stdin::piped()"));
+    }
+    let mut repr = ClosableStreamRepr::from_bytes(data);
+    repr.close = Some(close);
+    let http = client.http();
+    let spid = spid.to_string();
+    let call = http.call(Method::POST, &["operations", op_id, "subprocesses", &spid, "stdin"]).json(&repr)?;
+    match http.unit(&call).await {
+        Ok(()) => Ok(()),
+        // Closing the stdin of a process that already ended (or already saw EOF) is moot.
+        Err(e) if close && data.is_empty() && (e.is_gone() || e.is_conflict() || e.is_not_found()) => Ok(()),
+        Err(e) => Err(e.with_operation(op_id)),
     }
 }

@@ -198,16 +198,7 @@ impl RunningSubprocess {
     /// Queues `data` for its stdin and, with `close`, closes stdin once everything queued
     /// is written. Never blocks on the process. `BrokenPipe` once stdin is closed.
     pub fn write_stdin(&self, data: &[u8], close: bool) -> io::Result<()> {
-        {
-            let mut st = lock(&self.shared.stdin);
-            if st.closed || st.close_requested {
-                return Err(io::Error::new(io::ErrorKind::BrokenPipe, "the process's stdin is closed"));
-            }
-            st.pending.extend_from_slice(data);
-            st.close_requested = close;
-        }
-        wake(&self.shared.wake);
-        Ok(())
+        self.shared.queue_stdin(data, close, "the process's stdin is closed")
     }
 
     /// Sends `signal` to its process group (through the sandbox's init, which reaps it, so

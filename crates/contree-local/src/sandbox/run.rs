@@ -60,6 +60,24 @@ pub(super) struct Shared {
     pub(super) exited: Condvar,
 }
 
+impl Shared {
+    /// Queues `data` for the process's stdin and, with `close`, closes it once everything
+    /// queued is written; wakes the I/O thread. `BrokenPipe` (saying `closed_msg`) once
+    /// stdin is closed or its close is pending.
+    pub(super) fn queue_stdin(&self, data: &[u8], close: bool, closed_msg: &'static str) -> io::Result<()> {
+        {
+            let mut st = lock(&self.stdin);
+            if st.closed || st.close_requested {
+                return Err(io::Error::new(io::ErrorKind::BrokenPipe, closed_msg));
+            }
+            st.pending.extend_from_slice(data);
+            st.close_requested = close;
+        }
+        wake(&self.wake);
+        Ok(())
+    }
+}
+
 #[derive(Debug, Default)]
 pub(super) struct StdinState {
     pub(super) pending: Vec<u8>,
@@ -119,16 +137,7 @@ impl RunningSandbox {
     /// Fails with `BrokenPipe` once stdin is closed (by an earlier `close`, because the spec
     /// did not keep it open, or because the command closed its end or exited).
     pub fn write_stdin(&self, data: &[u8], close: bool) -> io::Result<()> {
-        {
-            let mut st = lock(&self.shared.stdin);
-            if st.closed || st.close_requested {
-                return Err(io::Error::new(io::ErrorKind::BrokenPipe, "the sandbox's stdin is closed"));
-            }
-            st.pending.extend_from_slice(data);
-            st.close_requested = close;
-        }
-        wake(&self.shared.wake);
-        Ok(())
+        self.shared.queue_stdin(data, close, "the sandbox's stdin is closed")
     }
 
     /// Sends `signal` to every process of the sandbox (the command and everything it
