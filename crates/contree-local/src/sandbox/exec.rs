@@ -26,7 +26,7 @@ use libc::c_int;
 use super::plan::{CtlMsg, ErrRecord, Report, Stage, SubPlan, ctl};
 use super::run::{
     CHUNK, Shared, Sink, StdinState, block_sigpipe, command_plan, cstring, exit_info, join_sandbox, lock, pollfd,
-    read_err_record, sandbox_path, stdin_housekeeping, wake, write_stdin,
+    read_err_record, sandbox_path, stdin_housekeeping, write_stdin,
 };
 use super::{ExitInfo, RunningSandbox, SandboxError, SandboxEvent, sys};
 
