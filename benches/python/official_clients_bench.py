@@ -388,7 +388,9 @@ def upload(args: argparse.Namespace) -> dict:
     if record.get("seconds"):
         record["mib_per_s"] = round(size / record["seconds"] / 2**20, 2)
     if record.get("deduplicated"):
-        print("warning: the server already had this content; this was not a first upload", file=sys.stderr)
+        # Not a first upload: labelled so it never counts among first-upload figures.
+        record["phase"] = "reupload"
+        print("warning: the server already had this content; recorded as phase reupload", file=sys.stderr)
     record["peak_rss_kib"] = peak_rss_kib()
     record["api"] = api
     return record
