@@ -166,8 +166,13 @@ def make_runner(client: str, url: str, token: str):
 
 def latency(args: argparse.Namespace) -> dict:
     runner = make_runner(args.client, args.url, args.token)
+    warmup_errors = 0
     for _ in range(args.warmup):
-        runner.run_true()
+        try:
+            _, err = runner.run_true()
+        except Exception:
+            err = "raised"
+        warmup_errors += err is not None
 
     latencies: list[float] = []
     ops: list[str] = []
@@ -201,6 +206,7 @@ def latency(args: argparse.Namespace) -> dict:
         "cpu_ms_per_run": round(cpu_s * 1000 / args.n, 4) if args.n else None,
         "peak_rss_kib": peak_rss_kib(),
         "errors": errors,
+        "warmup_errors": warmup_errors,
         "operation_ids": ops,
         "path": runner.path,
         "backend": runner.backend,
