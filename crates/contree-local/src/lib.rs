@@ -49,7 +49,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 pub use config::{DEFAULT_MAX_IMPORT_BYTES, DEFAULT_MAX_QUEUED_RUNS, LocalConfig, RunLimit};
-pub use images::base::BASE_IMAGE_TAG;
+pub use images::base::{BASE_IMAGE_TAG, BASE_IMAGE_UUID};
 pub use sandbox::IdRange;
 
 /// How long [`LocalServer::shutdown`] waits for killed runs to be recorded.
