@@ -159,7 +159,7 @@ compile_error!(
 #[doc(inline)]
 pub use contree_core::{
     ApiUrl, ContreeConfig, Error, ErrorKind, ExitStatus, FileSource, ImageKind, ImageRef, ImageState, IntoImageRef,
-    IntoUuid, OciReference, ProcessFailure, Result, RetryPolicy, RunOutput, Secret, TimeFilter, UploadFileSpec,
+    IntoUuid, OciReference, ProcessFailure, Progress, ProgressKind, ProgressSnapshot, ProgressUpdate, ProgressWatch, Result, RetryPolicy, RunOutput, Secret, TimeFilter, UploadFileSpec,
     UploadedFile, models,
 };
 
