@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use contree_core::models::{DirectoryList, FileItem, Image as ImageModel, InstanceResources};
+use contree_core::progress::{Progress, ProgressKind};
 use contree_core::{
     Error, ExitStatus, ImageRef, ImageState, ProcessFailure, Result, RunOutput, UploadFileSpec, validate,
 };
@@ -14,6 +15,7 @@ use uuid::Uuid;
 
 use super::client::Client;
 use super::process::Process;
+use super::progress::Tracker;
 use super::run::{PreparedRun, RunSpec};
 use super::session::Session;
 use crate::transport::{self, Response};
@@ -320,10 +322,30 @@ impl Image {
     #[doc = crate::doc_examples::example!(image_download)]
     #[crate::maybe]
     pub async fn download(&self, path: &str, local: impl AsRef<Path>) -> Result<PathBuf> {
-        let local = local.as_ref().to_path_buf();
+        self.download_observed(path, local.as_ref(), None).await
+    }
+
+    /// [`download`](Self::download), reporting the bytes received to `progress`, out of the
+    /// response's `Content-Length` when the server sends one.
+    #[doc = crate::doc_examples::example!(image_download_progress)]
+    #[crate::maybe]
+    pub async fn download_with_progress(
+        &self,
+        path: &str,
+        local: impl AsRef<Path>,
+        progress: &Progress,
+    ) -> Result<PathBuf> {
+        self.download_observed(path, local.as_ref(), Some(progress)).await
+    }
+
+    #[crate::maybe]
+    async fn download_observed(&self, path: &str, local: &Path, progress: Option<&Progress>) -> Result<PathBuf> {
+        let mut tracker = Tracker::start(progress, ProgressKind::Download, None);
         let resp = self.open_download(path, "download").await?;
-        save_stream(resp, &local, self.client.http().idle_limit()).await?;
-        Ok(local)
+        tracker.set_total(resp.content_length());
+        save_stream(resp, local, self.client.http().idle_limit(), &tracker).await?;
+        tracker.succeed();
+        Ok(local.to_path_buf())
     }
 
     /// Streams a file of the image to `./<file name>` (the Python SDK's default), atomically.
@@ -340,7 +362,7 @@ impl Image {
     #[crate::maybe]
     pub async fn archive(&self, path: &str) -> Result<Archive> {
         let resp = self.open_download(path, "archive").await?;
-        Ok(Archive { resp, idle: self.client.http().idle_limit() })
+        Ok(Archive { resp, idle: self.client.http().idle_limit(), tracker: None })
     }
 
     #[crate::maybe]
@@ -380,6 +402,7 @@ crate::flavor::declare! {
     pub struct Archive {
         resp: Response,
         idle: Duration,
+        tracker: Option<Tracker>,
     }
 }
 
@@ -390,17 +413,37 @@ impl std::fmt::Debug for Archive {
 }
 
 impl Archive {
+    /// Reports the archive's bytes, as they are read by [`chunk`](Self::chunk) or
+    /// [`save`](Self::save), to `progress`, out of the response's `Content-Length` when the
+    /// server sends one (a tar stream is usually sent without).
+    #[doc = crate::doc_examples::example!(archive_progress)]
+    pub fn progress(mut self, progress: &Progress) -> Self {
+        self.tracker = Some(Tracker::start(Some(progress), ProgressKind::Archive, self.resp.content_length()));
+        self
+    }
+
     /// The next chunk of the tar stream, or `None` at the end.
     #[crate::maybe]
     pub async fn chunk(&mut self) -> Result<Option<Bytes>> {
-        transport::next_chunk(&mut self.resp, self.idle).await
+        let chunk = transport::next_chunk(&mut self.resp, self.idle).await;
+        if let Some(tracker) = &mut self.tracker {
+            match &chunk {
+                Ok(Some(bytes)) => tracker.advance(bytes.len()),
+                Ok(None) => tracker.succeed(),
+                // Dropping the tracker reports the failure.
+                Err(_) => self.tracker = None,
+            }
+        }
+        chunk
     }
 
     /// Saves the whole archive to `local`, atomically.
     #[crate::maybe]
     pub async fn save(self, local: impl AsRef<Path>) -> Result<PathBuf> {
         let local = local.as_ref().to_path_buf();
-        save_stream(self.resp, &local, self.idle).await?;
+        let mut tracker = self.tracker.unwrap_or_else(|| Tracker::start(None, ProgressKind::Archive, None));
+        save_stream(self.resp, &local, self.idle, &tracker).await?;
+        tracker.succeed();
         Ok(local)
     }
 }
@@ -491,10 +534,11 @@ impl DirEntry {
 
 /// Streams a body into a temp file beside `local`, then renames it into place.
 #[crate::maybe]
-async fn save_stream(mut resp: Response, local: &Path, idle: Duration) -> Result<()> {
+async fn save_stream(mut resp: Response, local: &Path, idle: Duration, tracker: &Tracker) -> Result<()> {
     let mut sink = transport::AtomicFile::create(local).await?;
     while let Some(chunk) = transport::next_chunk(&mut resp, idle).await? {
         sink.write(&chunk).await?;
+        tracker.advance(chunk.len());
     }
     sink.commit().await
 }
