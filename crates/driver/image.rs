@@ -293,7 +293,7 @@ impl Image {
     #[doc = crate::doc_examples::example!(image_read)]
     #[crate::maybe]
     pub async fn read(&self, path: &str) -> Result<Bytes> {
-        let mut resp = self.open_download(path, "download").await?;
+        let mut resp = self.open_download(path, "download", false).await?;
         // Read chunk by chunk so a stalled body fails after `body_idle_timeout`.
         let idle = self.client.http().idle_limit();
         let mut body = bytes::BytesMut::new();
@@ -326,7 +326,9 @@ impl Image {
     }
 
     /// [`download`](Self::download), reporting the bytes received to `progress`, out of the
-    /// response's `Content-Length` when the server sends one.
+    /// response's `Content-Length` when the server sends one. The download asks for the file
+    /// uncompressed (`Accept-Encoding: identity`), so that the bytes counted are the file's
+    /// and its size is known (a compressed body has no `Content-Length`).
     #[doc = crate::doc_examples::example!(image_download_progress)]
     #[crate::maybe]
     pub async fn download_with_progress(
@@ -341,7 +343,9 @@ impl Image {
     #[crate::maybe]
     async fn download_observed(&self, path: &str, local: &Path, progress: Option<&Progress>) -> Result<PathBuf> {
         let mut tracker = Tracker::start(progress, ProgressKind::Download, None);
-        let resp = self.open_download(path, "download").await?;
+        // Uncompressed, so that the bytes counted are the file's and its size is known from
+        // Content-Length (a compressed body has neither).
+        let resp = self.open_download(path, "download", progress.is_some()).await?;
         tracker.set_total(resp.content_length());
         save_stream(resp, local, self.client.http().idle_limit(), &tracker).await?;
         tracker.succeed();
@@ -361,16 +365,19 @@ impl Image {
     #[doc = crate::doc_examples::example!(image_archive)]
     #[crate::maybe]
     pub async fn archive(&self, path: &str) -> Result<Archive> {
-        let resp = self.open_download(path, "archive").await?;
+        let resp = self.open_download(path, "archive", false).await?;
         Ok(Archive { resp, idle: self.client.http().idle_limit(), tracker: None })
     }
 
     #[crate::maybe]
-    async fn open_download(&self, path: &str, what: &str) -> Result<Response> {
+    async fn open_download(&self, path: &str, what: &str, uncompressed: bool) -> Result<Response> {
         validate::absolute_path("path", path)?;
         let uuid = self.resolved_uuid().await?.to_string();
         let http = self.client.http();
         let mut call = http.call_with_query(Method::GET, &["inspect", &uuid, what], [("path", path.to_string())]);
+        if uncompressed {
+            call = call.header("accept-encoding", reqwest::header::HeaderValue::from_static("identity"));
+        }
         call.timeout = http.streaming();
         http.send(&call).await
     }
