@@ -2,7 +2,9 @@
 
 use std::time::Duration;
 
-use contree_core::models::{EventPayload, Image as ImageModel, ImageImportRequest, ImageListResponse, OperationResponse};
+use contree_core::models::{
+    EventPayload, Image as ImageModel, ImageImportRequest, ImageListResponse, OperationResponse,
+};
 use contree_core::progress::{ImportLine, Progress, ProgressKind};
 use contree_core::{
     ApiUrl, Error, ImageKind, ImageRef, IntoImageRef, IntoUuid, OciReference, Result, Secret, TimeFilter, validate,
@@ -455,9 +457,9 @@ impl ImportImage {
             progress.advance_to(total);
         }
         let result = op.result.unwrap_or_default();
-        let uuid = result.image.ok_or_else(|| {
-            Error::operation_failed(op_id.clone(), "the import finished without an image uuid")
-        })?;
+        let uuid = result
+            .image
+            .ok_or_else(|| Error::operation_failed(op_id.clone(), "the import finished without an image uuid"))?;
         Ok(Image {
             client: self.client.clone(),
             uuid: Some(uuid),

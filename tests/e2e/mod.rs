@@ -551,7 +551,8 @@ pub async fn download_and_archive_report_progress() {
     let dir = tempfile::tempdir().unwrap();
 
     let (progress, watch, seen) = recorded_progress();
-    let local = img.download_with_progress("/srv/big/blob", dir.path().join("blob"), &progress).await.expect("download");
+    let local =
+        img.download_with_progress("/srv/big/blob", dir.path().join("blob"), &progress).await.expect("download");
     assert_eq!(std::fs::metadata(&local).unwrap().len(), size);
     assert_rises_to(&seen, size, 2);
     let now = watch.snapshot();
@@ -566,8 +567,8 @@ pub async fn download_and_archive_report_progress() {
     assert!(saved > size, "the tar holds the file");
     let now = watch.snapshot();
     assert_eq!((now.kind, now.done, now.finished, now.failed), (contree::ProgressKind::Archive, saved, true, false));
-    let seen = seen.lock().unwrap();
-    assert!(seen.windows(2).all(|w| w[0].0 <= w[1].0), "archive progress never goes down");
+    let rising = seen.lock().unwrap().windows(2).all(|w| w[0].0 <= w[1].0);
+    assert!(rising, "archive progress never goes down");
     if let Some(total) = now.total {
         assert_eq!(total, saved);
     }

@@ -286,7 +286,7 @@ pub async fn import_progress_reports_phases_and_layer_bytes() {
     let image = c.images().import_from(&reference).progress(&progress).send().await.expect("import");
     assert!(image.uuid().is_some());
 
-    let seen = seen.lock().unwrap();
+    let seen = std::mem::take(&mut *seen.lock().unwrap());
     let mut last = 0;
     for (done, _, _, _, failed) in seen.iter() {
         assert!(*done >= last, "progress went down: {seen:?}");
@@ -307,8 +307,10 @@ pub async fn import_progress_reports_phases_and_layer_bytes() {
     let uuid = image.uuid().unwrap().to_string();
     assert_eq!(end.2.as_deref(), Some(format!("image {uuid}").as_str()), "the last phase names the image");
     let now = watch.snapshot();
-    assert_eq!((now.kind, now.done, now.total, now.finished), (contree::ProgressKind::Import, total, Some(total), true));
-    drop(seen);
+    assert_eq!(
+        (now.kind, now.done, now.total, now.finished),
+        (contree::ProgressKind::Import, total, Some(total), true)
+    );
 
     // The same image again downloads nothing: the progress says so and still ends complete.
     let (progress, watch) = contree::Progress::watch();

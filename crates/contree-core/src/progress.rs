@@ -417,7 +417,8 @@ mod tests {
 
     #[test]
     fn callback_sees_every_change_and_watch_the_last() {
-        let seen: Arc<StdMutex<Vec<(u64, Option<u64>, bool)>>> = Arc::default();
+        type Seen = Arc<StdMutex<Vec<(u64, Option<u64>, bool)>>>;
+        let seen = Seen::default();
         let progress = Progress::callback({
             let seen = seen.clone();
             move |u| seen.lock().unwrap().push((u.done, u.total, u.finished))
@@ -431,7 +432,13 @@ mod tests {
         progress.finish();
         assert_eq!(
             *seen.lock().unwrap(),
-            vec![(0, Some(10), false), (3, Some(10), false), (7, Some(10), false), (10, Some(10), false), (10, Some(10), true)]
+            vec![
+                (0, Some(10), false),
+                (3, Some(10), false),
+                (7, Some(10), false),
+                (10, Some(10), false),
+                (10, Some(10), true)
+            ]
         );
         let s = watch.snapshot();
         assert_eq!((s.kind, s.done, s.total, s.finished, s.failed), (ProgressKind::Upload, 10, Some(10), true, false));
@@ -477,7 +484,10 @@ mod tests {
         assert_eq!(ImportLine::parse("manifest sha256:00: 3 layer(s), 99 bytes compressed\n").total, Some(99));
         assert_eq!(ImportLine::parse("layer 2/3 sha256:00: downloaded 12 bytes").downloaded, Some(12));
         assert_eq!(ImportLine::parse("layer 2/3 sha256:00: already present"), ImportLine::default());
-        assert_eq!(ImportLine::parse("layer 2/3 sha256:00: unpacked 3 entries, 9 bytes, 0 whiteout(s)"), ImportLine::default());
+        assert_eq!(
+            ImportLine::parse("layer 2/3 sha256:00: unpacked 3 entries, 9 bytes, 0 whiteout(s)"),
+            ImportLine::default()
+        );
         assert_eq!(ImportLine::parse("manifest x: garbage bytes compressed"), ImportLine::default());
     }
 }
