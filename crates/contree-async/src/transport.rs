@@ -88,8 +88,9 @@ pub(crate) fn bytes_body(bytes: Bytes, progress: &Progress) -> Body {
 const UPLOAD_CHUNK: usize = 256 * 1024;
 
 /// Counts a body's chunks: one `advance_to` per chunk (this attempt's position, so a resent
-/// body is counted only past the furthest point an earlier attempt reached).
-fn counted<S>(chunks: S, progress: Progress) -> impl futures_util::Stream<Item = std::io::Result<Bytes>>
+/// body is counted only past the furthest point an earlier attempt reached). Wrap any upload
+/// body stream in it; build a fresh one per attempt.
+pub(crate) fn counted<S>(chunks: S, progress: Progress) -> impl futures_util::Stream<Item = std::io::Result<Bytes>>
 where
     S: futures_util::Stream<Item = std::io::Result<Bytes>>,
 {

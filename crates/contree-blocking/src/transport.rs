@@ -135,20 +135,25 @@ pub(crate) fn file_body(path: &Path, progress: Option<&Progress>) -> Result<Body
     let file = std::fs::File::open(path).map_err(|e| Error::io(format!("cannot open {}", path.display()), e))?;
     Ok(match progress {
         None => Body::new(file),
-        Some(p) => Body::new(Counted { inner: file, progress: p.clone(), sent: 0 }),
+        Some(p) => Body::new(counted(file, p.clone())),
     })
 }
 
 /// Bytes in memory as a body whose reads are counted by `progress` as they are sent.
 pub(crate) fn bytes_body(bytes: Bytes, progress: &Progress) -> Body {
     let len = bytes.len() as u64;
-    Body::sized(Counted { inner: std::io::Cursor::new(bytes), progress: progress.clone(), sent: 0 }, len)
+    Body::sized(counted(std::io::Cursor::new(bytes), progress.clone()), len)
 }
 
-/// A body reader that counts what is read from it: one `advance_to` per read (this attempt's
-/// position, so a resent body is counted only past the furthest point an earlier attempt
-/// reached).
-struct Counted<R> {
+/// Counts what is read from a body reader: one `advance_to` per read (this attempt's position,
+/// so a resent body is counted only past the furthest point an earlier attempt reached). Wrap
+/// any upload body reader in it; build a fresh one per attempt.
+pub(crate) fn counted<R: Read>(inner: R, progress: Progress) -> Counted<R> {
+    Counted { inner, progress, sent: 0 }
+}
+
+/// A body reader counted by [`counted`].
+pub(crate) struct Counted<R> {
     inner: R,
     progress: Progress,
     sent: u64,

@@ -78,6 +78,7 @@ macro_rules! api_scenarios {
             import_failed_is_operation_failed,
             import_cancelled_is_operation_cancelled,
             import_deadline_cancels_and_times_out,
+            import_progress_follows_the_events_or_polls,
             // files
             upload_bytes_posts_only_after_a_404,
             upload_path_streams_the_exact_file,
