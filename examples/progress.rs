@@ -99,7 +99,12 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     // Import: the phase comes from the import's events, the bytes once its manifest is read.
     match std::env::var("CONTREE_EXAMPLE_REGISTRY") {
         Ok(reference) if !reference.trim().is_empty() => {
-            let bar = bytes_bar();
+            // The phase (a line of the server's log) goes last, cut to the terminal's width.
+            let bar = ProgressBar::no_length().with_style(
+                ProgressStyle::with_template("[{bar:30}] {bytes}/{total_bytes} {wide_msg}")
+                    .expect("a valid template")
+                    .progress_chars("=> "),
+            );
             bar.enable_steady_tick(Duration::from_millis(120));
             let progress = Progress::callback({
                 let bar = bar.clone();
