@@ -25,9 +25,9 @@ mod transport;
 
 #[doc(inline)]
 pub use contree_core::{
-    ContreeConfig, Error, ErrorKind, ExitStatus, FileSource, ImageKind, ImageRef, ImageState, IntoUuid, ProcessFailure,
-    Progress, ProgressKind, ProgressSnapshot, ProgressUpdate, ProgressWatch, Result, RetryPolicy, RunOutput,
-    TimeFilter, UploadFileSpec, UploadedFile, models,
+    ContreeConfig, Error, ErrorKind, ExitStatus, FileSource, HttpVersion, ImageKind, ImageRef, ImageState, IntoUuid,
+    ProcessFailure, Progress, ProgressKind, ProgressSnapshot, ProgressUpdate, ProgressWatch, Result, RetryPolicy,
+    RunOutput, TimeFilter, UploadFileSpec, UploadedFile, models,
 };
 pub use driver::client::{Contree, ContreeBuilder};
 pub use driver::files::{Files, UploadSource};

@@ -28,9 +28,9 @@ mod transport;
 
 #[doc(inline)]
 pub use contree_core::{
-    ContreeConfig, Error, ErrorKind, ExitStatus, FileSource, ImageKind, ImageRef, ImageState, IntoUuid, ProcessFailure,
-    Progress, ProgressKind, ProgressSnapshot, ProgressUpdate, ProgressWatch, Result, RetryPolicy, RunOutput,
-    TimeFilter, UploadFileSpec, UploadedFile, models,
+    ContreeConfig, Error, ErrorKind, ExitStatus, FileSource, HttpVersion, ImageKind, ImageRef, ImageState, IntoUuid,
+    ProcessFailure, Progress, ProgressKind, ProgressSnapshot, ProgressUpdate, ProgressWatch, Result, RetryPolicy,
+    RunOutput, TimeFilter, UploadFileSpec, UploadedFile, models,
 };
 pub use driver::client::{ContreeBuilderSync, ContreeSync};
 pub use driver::files::{FilesSync, UploadSourceSync};
