@@ -10,12 +10,14 @@ use std::path::{Path, PathBuf};
 use bytes::Bytes;
 pub(crate) use contree_core::UploadedFile;
 use contree_core::models::{FileInfo, FileResponse, FilesListResponse};
+use contree_core::progress::{Progress, ProgressKind};
 use contree_core::{Error, Result, validate};
 use reqwest::Method;
 use sha2::{Digest, Sha256};
 
 use super::client::Client;
 use super::http::Payload;
+use super::progress::Tracker;
 use crate::transport::{self, DynRead};
 
 crate::flavor::declare! {
@@ -96,39 +98,68 @@ impl Files {
     #[doc = crate::doc_examples::example!(files)]
     #[crate::maybe]
     pub async fn upload(&self, source: impl Into<UploadSource>) -> Result<UploadedFile> {
+        self.upload_observed(source.into(), None).await
+    }
+
+    /// [`upload`](Self::upload), reporting to `progress`: the bytes sent out of the source's
+    /// size, and the phase (`hashing`, `uploading`, or `already on the server` when the upload
+    /// is skipped, which counts the whole size as done).
+    #[doc = crate::doc_examples::example!(files_progress)]
+    #[crate::maybe]
+    pub async fn upload_with_progress(
+        &self,
+        source: impl Into<UploadSource>,
+        progress: &Progress,
+    ) -> Result<UploadedFile> {
+        self.upload_observed(source.into(), Some(progress)).await
+    }
+
+    #[crate::maybe]
+    async fn upload_observed(&self, source: UploadSource, progress: Option<&Progress>) -> Result<UploadedFile> {
         let chunk = self.client.config().file_upload_chunk_size.max(4096);
-        match source.into() {
+        let mut tracker = Tracker::start(progress, ProgressKind::Upload, None);
+        let stored = match source {
             UploadSource::Path(path) => {
-                check_local_file(&path)?;
+                let size = check_local_file(&path)?;
+                tracker.set_total(Some(size));
+                tracker.phase("hashing");
                 let (sha, size) = transport::hash_file(&path, chunk).await?;
-                self.upload_hashed(sha, size, Payload::File(path)).await
+                self.upload_hashed(sha, size, Payload::File(path), &tracker).await
             }
             UploadSource::Bytes(bytes) => {
                 let sha = hex::encode(Sha256::digest(&bytes));
                 let size = bytes.len() as u64;
-                self.upload_hashed(sha, size, Payload::Bytes(bytes)).await
+                tracker.set_total(Some(size));
+                self.upload_hashed(sha, size, Payload::Bytes(bytes), &tracker).await
             }
             UploadSource::Reader(reader) => {
+                tracker.phase("hashing");
                 let (tmp, sha, size) = transport::spool_reader(reader, chunk).await?;
-                let out = self.upload_hashed(sha, size, Payload::File(tmp.to_path_buf())).await;
+                tracker.set_total(Some(size));
+                let out = self.upload_hashed(sha, size, Payload::File(tmp.to_path_buf()), &tracker).await;
                 drop(tmp);
                 out
             }
-        }
+        }?;
+        tracker.succeed();
+        Ok(stored)
     }
 
     #[crate::maybe]
-    async fn upload_hashed(&self, sha: String, size: u64, payload: Payload) -> Result<UploadedFile> {
+    async fn upload_hashed(&self, sha: String, size: u64, payload: Payload, tracker: &Tracker) -> Result<UploadedFile> {
         match self.get(&sha).await {
             Ok(info) => {
                 tracing::debug!(sha256 = %sha, "file already on the server; upload skipped");
+                tracker.phase("already on the server");
+                tracker.advance_to(size);
                 return Ok(FileResponse { uuid: info.uuid, sha256: info.sha256, size: info.size });
             }
             Err(e) if e.is_not_found() => {}
             Err(e) => return Err(e),
         }
         let http = self.client.http();
-        let mut call = http.call(Method::POST, &["files"]).payload(payload);
+        tracker.phase("uploading");
+        let mut call = http.call(Method::POST, &["files"]).payload(payload).progress(tracker.progress());
         call.timeout = http.streaming();
         let stored: FileResponse = http.json(&call).await?;
         if !stored.sha256.eq_ignore_ascii_case(&sha) {
@@ -179,9 +210,10 @@ impl Files {
 }
 
 /// A missing or unreadable local file is the caller's mistake: say so before any request.
-pub(crate) fn check_local_file(path: &Path) -> Result<()> {
+/// Returns its size.
+pub(crate) fn check_local_file(path: &Path) -> Result<u64> {
     match std::fs::metadata(path) {
-        Ok(m) if m.is_file() => Ok(()),
+        Ok(m) if m.is_file() => Ok(m.len()),
         Ok(_) => Err(Error::invalid_argument("source", format!("{} is not a regular file", path.display()))),
         Err(e) => Err(Error::invalid_argument("source", format!("{}: {e}", path.display()))),
     }

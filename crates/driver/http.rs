@@ -14,7 +14,7 @@ use std::time::{Duration, Instant, SystemTime};
 use bytes::Bytes;
 use contree_core::config::RESERVED_FOR_REQUESTS;
 use contree_core::retry::{Failure, RetryDecision};
-use contree_core::{ApiUrl, ContreeConfig, Error, HttpVersion, Result, RetryPolicy};
+use contree_core::{ApiUrl, ContreeConfig, Error, HttpVersion, Progress, Result, RetryPolicy};
 use reqwest::Method;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use serde::Serialize;
@@ -54,12 +54,23 @@ pub(crate) struct Call {
     pub idempotent: bool,
     /// The caller's deadline: no attempt, pause or retry goes past it.
     pub deadline: Option<Instant>,
+    /// Counts the request body's bytes as they are sent (uploads only; `None` everywhere else).
+    pub progress: Option<Progress>,
 }
 
 impl Call {
     pub fn new(method: Method, url: Url, timeout: Timeout) -> Self {
         let idempotent = contree_core::retry::is_idempotent_method(method.as_str());
-        Call { method, url, payload: Payload::Empty, timeout, headers: Vec::new(), idempotent, deadline: None }
+        Call {
+            method,
+            url,
+            payload: Payload::Empty,
+            timeout,
+            headers: Vec::new(),
+            idempotent,
+            deadline: None,
+            progress: None,
+        }
     }
 
     /// Bounds the whole call, retries and their pauses included, by `deadline`.
@@ -93,6 +104,13 @@ impl Call {
 
     pub fn payload(mut self, payload: Payload) -> Self {
         self.payload = payload;
+        self
+    }
+
+    /// Reports the body's bytes to `progress` as they are sent, each attempt counted from its
+    /// first byte (a resend counts only past the furthest point reached).
+    pub fn progress(mut self, progress: Option<&Progress>) -> Self {
+        self.progress = progress.cloned();
         self
     }
 
@@ -369,10 +387,14 @@ impl Http {
             Payload::Empty => req,
             Payload::Json(bytes) => req.header(reqwest::header::CONTENT_TYPE, "application/json").body(bytes.clone()),
             Payload::Bytes(bytes) => {
-                req.header(reqwest::header::CONTENT_TYPE, "application/octet-stream").body(bytes.clone())
+                let body = match &call.progress {
+                    None => bytes.clone().into(),
+                    Some(p) => transport::bytes_body(bytes.clone(), p),
+                };
+                req.header(reqwest::header::CONTENT_TYPE, "application/octet-stream").body(body)
             }
             Payload::File(path) => {
-                let body = transport::file_body(path).await.map_err(Attempt::Fatal)?;
+                let body = transport::file_body(path, call.progress.as_ref()).await.map_err(Attempt::Fatal)?;
                 req.header(reqwest::header::CONTENT_TYPE, "application/octet-stream").body(body)
             }
         };

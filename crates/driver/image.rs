@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use contree_core::models::{DirectoryList, FileItem, Image as ImageModel, InstanceResources};
+use contree_core::progress::{Progress, ProgressKind};
 use contree_core::{
     Error, ExitStatus, ImageRef, ImageState, ProcessFailure, Result, RunOutput, UploadFileSpec, validate,
 };
@@ -14,6 +15,7 @@ use uuid::Uuid;
 
 use super::client::Client;
 use super::process::Process;
+use super::progress::Tracker;
 use super::run::{PreparedRun, RunSpec};
 use super::session::Session;
 use crate::transport::{self, Response};
@@ -291,7 +293,7 @@ impl Image {
     #[doc = crate::doc_examples::example!(image_read)]
     #[crate::maybe]
     pub async fn read(&self, path: &str) -> Result<Bytes> {
-        let mut resp = self.open_download(path, "download").await?;
+        let mut resp = self.open_download(path, "download", false).await?;
         // Read chunk by chunk so a stalled body fails after `body_idle_timeout`.
         let idle = self.client.http().idle_limit();
         let mut body = bytes::BytesMut::new();
@@ -320,10 +322,34 @@ impl Image {
     #[doc = crate::doc_examples::example!(image_download)]
     #[crate::maybe]
     pub async fn download(&self, path: &str, local: impl AsRef<Path>) -> Result<PathBuf> {
-        let local = local.as_ref().to_path_buf();
-        let resp = self.open_download(path, "download").await?;
-        save_stream(resp, &local, self.client.http().idle_limit()).await?;
-        Ok(local)
+        self.download_observed(path, local.as_ref(), None).await
+    }
+
+    /// [`download`](Self::download), reporting the bytes received to `progress`, out of the
+    /// response's `Content-Length` when the server sends one. The download asks for the file
+    /// uncompressed (`Accept-Encoding: identity`), so that the bytes counted are the file's
+    /// and its size is known (a compressed body has no `Content-Length`).
+    #[doc = crate::doc_examples::example!(image_download_progress)]
+    #[crate::maybe]
+    pub async fn download_with_progress(
+        &self,
+        path: &str,
+        local: impl AsRef<Path>,
+        progress: &Progress,
+    ) -> Result<PathBuf> {
+        self.download_observed(path, local.as_ref(), Some(progress)).await
+    }
+
+    #[crate::maybe]
+    async fn download_observed(&self, path: &str, local: &Path, progress: Option<&Progress>) -> Result<PathBuf> {
+        let mut tracker = Tracker::start(progress, ProgressKind::Download, None);
+        // Uncompressed, so that the bytes counted are the file's and its size is known from
+        // Content-Length (a compressed body has neither).
+        let resp = self.open_download(path, "download", progress.is_some()).await?;
+        tracker.set_total(resp.content_length());
+        save_stream(resp, local, self.client.http().idle_limit(), &tracker).await?;
+        tracker.succeed();
+        Ok(local.to_path_buf())
     }
 
     /// Streams a file of the image to `./<file name>` (the Python SDK's default), atomically.
@@ -339,16 +365,19 @@ impl Image {
     #[doc = crate::doc_examples::example!(image_archive)]
     #[crate::maybe]
     pub async fn archive(&self, path: &str) -> Result<Archive> {
-        let resp = self.open_download(path, "archive").await?;
-        Ok(Archive { resp, idle: self.client.http().idle_limit() })
+        let resp = self.open_download(path, "archive", false).await?;
+        Ok(Archive { resp, idle: self.client.http().idle_limit(), tracker: None })
     }
 
     #[crate::maybe]
-    async fn open_download(&self, path: &str, what: &str) -> Result<Response> {
+    async fn open_download(&self, path: &str, what: &str, uncompressed: bool) -> Result<Response> {
         validate::absolute_path("path", path)?;
         let uuid = self.resolved_uuid().await?.to_string();
         let http = self.client.http();
         let mut call = http.call_with_query(Method::GET, &["inspect", &uuid, what], [("path", path.to_string())]);
+        if uncompressed {
+            call = call.header("accept-encoding", reqwest::header::HeaderValue::from_static("identity"));
+        }
         call.timeout = http.streaming();
         http.send(&call).await
     }
@@ -380,6 +409,7 @@ crate::flavor::declare! {
     pub struct Archive {
         resp: Response,
         idle: Duration,
+        tracker: Option<Tracker>,
     }
 }
 
@@ -390,17 +420,37 @@ impl std::fmt::Debug for Archive {
 }
 
 impl Archive {
+    /// Reports the archive's bytes, as they are read by [`chunk`](Self::chunk) or
+    /// [`save`](Self::save), to `progress`, out of the response's `Content-Length` when the
+    /// server sends one (a tar stream is usually sent without).
+    #[doc = crate::doc_examples::example!(archive_progress)]
+    pub fn progress(mut self, progress: &Progress) -> Self {
+        self.tracker = Some(Tracker::start(Some(progress), ProgressKind::Archive, self.resp.content_length()));
+        self
+    }
+
     /// The next chunk of the tar stream, or `None` at the end.
     #[crate::maybe]
     pub async fn chunk(&mut self) -> Result<Option<Bytes>> {
-        transport::next_chunk(&mut self.resp, self.idle).await
+        let chunk = transport::next_chunk(&mut self.resp, self.idle).await;
+        if let Some(tracker) = &mut self.tracker {
+            match &chunk {
+                Ok(Some(bytes)) => tracker.advance(bytes.len()),
+                Ok(None) => tracker.succeed(),
+                // Dropping the tracker reports the failure.
+                Err(_) => self.tracker = None,
+            }
+        }
+        chunk
     }
 
     /// Saves the whole archive to `local`, atomically.
     #[crate::maybe]
     pub async fn save(self, local: impl AsRef<Path>) -> Result<PathBuf> {
         let local = local.as_ref().to_path_buf();
-        save_stream(self.resp, &local, self.idle).await?;
+        let mut tracker = self.tracker.unwrap_or_else(|| Tracker::start(None, ProgressKind::Archive, None));
+        save_stream(self.resp, &local, self.idle, &tracker).await?;
+        tracker.succeed();
         Ok(local)
     }
 }
@@ -491,10 +541,11 @@ impl DirEntry {
 
 /// Streams a body into a temp file beside `local`, then renames it into place.
 #[crate::maybe]
-async fn save_stream(mut resp: Response, local: &Path, idle: Duration) -> Result<()> {
+async fn save_stream(mut resp: Response, local: &Path, idle: Duration, tracker: &Tracker) -> Result<()> {
     let mut sink = transport::AtomicFile::create(local).await?;
     while let Some(chunk) = transport::next_chunk(&mut resp, idle).await? {
         sink.write(&chunk).await?;
+        tracker.advance(chunk.len());
     }
     sink.commit().await
 }

@@ -2,7 +2,10 @@
 
 use std::time::Duration;
 
-use contree_core::models::{Image as ImageModel, ImageImportRequest, ImageListResponse, OperationResponse};
+use contree_core::models::{
+    EventPayload, Image as ImageModel, ImageImportRequest, ImageListResponse, OperationResponse,
+};
+use contree_core::progress::{ImportLine, Progress, ProgressKind};
 use contree_core::{
     ApiUrl, Error, ImageKind, ImageRef, IntoImageRef, IntoUuid, OciReference, Result, Secret, TimeFilter, validate,
 };
@@ -10,8 +13,10 @@ use reqwest::Method;
 use uuid::Uuid;
 
 use super::client::Client;
+use super::events::{EventFollower, Followed};
 use super::image::Image;
 use super::paging::Paging;
+use super::progress::Tracker;
 
 crate::flavor::declare! {
     /// The images area of the API. Get it with `client.images()`.
@@ -318,6 +323,7 @@ crate::flavor::declare! {
         username: Option<String>,
         password: Option<Secret>,
         timeout: Option<Duration>,
+        progress: Option<Progress>,
     }
 }
 
@@ -330,6 +336,7 @@ impl std::fmt::Debug for ImportImage {
             .field("username", &self.username)
             .field("password", &self.password)
             .field("timeout", &self.timeout)
+            .field("progress", &self.progress.is_some())
             .finish()
     }
 }
@@ -344,6 +351,7 @@ impl ImportImage {
             username: None,
             password: None,
             timeout: None,
+            progress: None,
         }
     }
 
@@ -367,9 +375,27 @@ impl ImportImage {
         self
     }
 
+    /// Reports the import to `progress`: its steps as `phase` (the lines of the operation's
+    /// events: `resolving …`, `manifest …`, `layer 1/2 …: downloaded N bytes`, …) and, when
+    /// the events say, the layers' bytes the server downloaded out of their total. Without
+    /// it the import is awaited by polling its status; with it, by following its events.
+    #[doc = crate::doc_examples::example!(images_import_progress)]
+    pub fn progress(mut self, progress: &Progress) -> Self {
+        self.progress = Some(progress.clone());
+        self
+    }
+
     /// Looks up (for `oci`) and/or imports, waiting for the import to finish.
     #[crate::maybe]
     pub async fn send(self) -> Result<Image> {
+        let mut tracker = Tracker::start(self.progress.as_ref(), ProgressKind::Import, None);
+        let image = self.send_observed(&tracker).await?;
+        tracker.succeed();
+        Ok(image)
+    }
+
+    #[crate::maybe]
+    async fn send_observed(self, tracker: &Tracker) -> Result<Image> {
         if let Some(t) = &self.tag {
             validate::tag("tag", t)?;
         }
@@ -384,8 +410,12 @@ impl ImportImage {
         let tag = self.tag.clone().unwrap_or_else(|| oci.tag().to_string());
         validate::tag("tag", &tag)?;
         if self.mode == ImportMode::UseOrImport {
+            tracker.phase("looking up the tag");
             match images.get_by_tag(&tag).await {
-                Ok(found) => return Ok(found),
+                Ok(found) => {
+                    tracker.phase("already imported");
+                    return Ok(found);
+                }
                 Err(e) if e.is_not_found() => {}
                 Err(e) => return Err(e),
             }
@@ -407,11 +437,29 @@ impl ImportImage {
         let http = self.client.http();
         let created: contree_core::models::ImageImportResponse =
             http.json(&http.call(Method::POST, &["images", "import"]).json(&body)?).await?;
-        let op: OperationResponse = super::operation::wait(&self.client, &created.uuid.to_string(), timeout).await?;
+        let op_id = created.uuid.to_string();
+        let op: OperationResponse = match tracker.progress() {
+            None => super::operation::wait(&self.client, &op_id, timeout).await?,
+            Some(progress) => {
+                let deadline = std::time::Instant::now() + timeout;
+                follow_import(&self.client, &op_id, deadline, progress).await?;
+                // The events are over; the status record holds the result (and may lag
+                // the completion event by a moment).
+                let left = deadline.saturating_duration_since(std::time::Instant::now());
+                super::operation::wait(&self.client, &op_id, left.max(Duration::from_secs(5))).await?
+            }
+        };
+        if let Some(progress) = tracker.progress()
+            && let Some(total) = progress.watcher().total()
+        {
+            // Every layer is in place now, including those already present that the events
+            // report without a size.
+            progress.advance_to(total);
+        }
         let result = op.result.unwrap_or_default();
-        let uuid = result.image.ok_or_else(|| {
-            Error::operation_failed(created.uuid.to_string(), "the import finished without an image uuid")
-        })?;
+        let uuid = result
+            .image
+            .ok_or_else(|| Error::operation_failed(op_id.clone(), "the import finished without an image uuid"))?;
         Ok(Image {
             client: self.client.clone(),
             uuid: Some(uuid),
@@ -421,4 +469,29 @@ impl ImportImage {
             output: None,
         })
     }
+}
+
+/// Follows an import's events until its `completion` (or the terminal status, where the
+/// events route is unavailable), turning each `stdout` line into `progress`'s phase and the
+/// byte counts the lines carry into its total and bytes done.
+#[crate::maybe]
+async fn follow_import(client: &Client, op_id: &str, deadline: std::time::Instant, progress: &Progress) -> Result<()> {
+    let mut events = EventFollower::new(client.clone(), op_id).deadline(Some(deadline));
+    progress.set_phase("waiting for the import to start");
+    while let Some(item) = events.next().await? {
+        let Followed::Event(event) = item else { break };
+        let EventPayload::Stdout(text) = event.payload() else { continue };
+        let Ok(bytes) = text.to_bytes() else { continue };
+        for line in String::from_utf8_lossy(&bytes).lines().filter(|l| !l.trim().is_empty()) {
+            let said = ImportLine::parse(line);
+            if let Some(total) = said.total {
+                progress.set_total(Some(total));
+            }
+            if let Some(n) = said.downloaded {
+                progress.advance(n);
+            }
+            progress.set_phase(line.trim());
+        }
+    }
+    Ok(())
 }

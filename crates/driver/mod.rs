@@ -28,6 +28,7 @@ pub(crate) mod operation;
 pub(crate) mod operations;
 pub(crate) mod paging;
 pub(crate) mod process;
+pub(crate) mod progress;
 pub(crate) mod run;
 pub(crate) mod session;
 pub(crate) mod subprocess;

@@ -31,7 +31,9 @@ macro_rules! e2e_scenarios {
             tags_move_between_images,
             session_popen_text_mode_tag_as_and_operations,
             grep_finds_lines_in_a_result_image,
-            exec_starts_more_processes_in_a_running_instance
+            exec_starts_more_processes_in_a_running_instance,
+            upload_reports_progress_up_to_the_file_size,
+            download_and_archive_report_progress
         );
     };
 }
@@ -456,4 +458,124 @@ pub async fn exec_starts_more_processes_in_a_running_instance() {
     assert_eq!(status.signal, Some(9));
     let err = main.exec(["true"]).spawn().await.unwrap_err();
     assert!(err.is_conflict(), "{err}");
+}
+
+/// What a progress callback saw: `(done, total, finished, failed)` per update.
+type Seen = std::sync::Arc<std::sync::Mutex<Vec<(u64, Option<u64>, bool, bool)>>>;
+
+/// A progress whose callback records every update, and its watch handle.
+fn recorded_progress() -> (contree::Progress, contree::ProgressWatch, Seen) {
+    let seen = Seen::default();
+    let progress = contree::Progress::callback({
+        let seen = seen.clone();
+        move |u| seen.lock().unwrap().push((u.done, u.total, u.finished, u.failed))
+    });
+    let watch = progress.watcher();
+    (progress, watch, seen)
+}
+
+/// The bytes done never go down, reach `total` exactly, with `total` known from the first
+/// chunk on, and pass through at least `min_steps` values strictly between 0 and `total`.
+fn assert_rises_to(seen: &Seen, total: u64, min_steps: usize) {
+    let seen = seen.lock().unwrap();
+    assert!(!seen.is_empty(), "no progress reported");
+    let mut last = 0;
+    for &(done, t, _, failed) in seen.iter() {
+        assert!(done >= last, "progress went down: {last} then {done} in {seen:?}");
+        assert!(done <= total, "progress passed the total: {done} > {total}");
+        assert!(!failed, "reported as failed");
+        if done > 0 {
+            assert_eq!(t, Some(total), "the total is known while bytes move");
+        }
+        last = done;
+    }
+    let (done, t, finished, failed) = *seen.last().unwrap();
+    assert_eq!((done, t, finished, failed), (total, Some(total), true, false), "ends at the total, finished");
+    let between = seen.iter().filter(|(d, ..)| *d > 0 && *d < total).count();
+    assert!(between >= min_steps, "only {between} intermediate updates for {total} bytes");
+}
+
+#[crate::maybe]
+pub async fn upload_reports_progress_up_to_the_file_size() {
+    let (client, _base) = base();
+    // 6 MiB of fresh content, so the server does not have it and the bytes really go.
+    let size: usize = 6 * 1024 * 1024;
+    let seed = uuid::Uuid::new_v4();
+    let content: Vec<u8> = (0..size).map(|i| seed.as_bytes()[i % 16] ^ (i / 16) as u8).collect();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("big.bin");
+    std::fs::write(&path, &content).unwrap();
+
+    let (progress, watch, seen) = recorded_progress();
+    let stored = client.files().upload_with_progress(path.as_path(), &progress).await.expect("upload");
+    assert_eq!(stored.size, size as i64);
+    assert_rises_to(&seen, size as u64, 3);
+    let now = watch.snapshot();
+    assert_eq!((now.done, now.total, now.finished, now.failed), (size as u64, Some(size as u64), true, false));
+    assert_eq!(now.kind, contree::ProgressKind::Upload);
+    assert_eq!(now.phase.as_deref(), Some("uploading"));
+
+    // The same content again is skipped, and counted as done; the progress starts afresh.
+    let again = client.files().upload_with_progress(path.as_path(), &progress).await.expect("upload again");
+    assert_eq!(again.sha256, stored.sha256);
+    let now = watch.snapshot();
+    assert_eq!((now.done, now.total, now.finished), (size as u64, Some(size as u64), true));
+    assert_eq!(now.phase.as_deref(), Some("already on the server"));
+
+    // Bytes in memory are counted too.
+    let (progress, watch, seen) = recorded_progress();
+    let mut other = content.clone();
+    other[0] ^= 0xff;
+    client.files().upload_with_progress(other, &progress).await.expect("upload bytes");
+    assert_rises_to(&seen, size as u64, 3);
+    assert!(watch.is_finished());
+
+    // A failed upload (no such file) is refused before any request, and reports nothing.
+    let (progress, watch, _seen) = recorded_progress();
+    let missing = dir.path().join("missing");
+    let err = client.files().upload_with_progress(missing.as_path(), &progress).await.unwrap_err();
+    assert!(err.is_invalid_argument(), "{err}");
+    assert!(watch.snapshot().failed, "an upload that ended in an error is reported as failed");
+}
+
+#[crate::maybe]
+pub async fn download_and_archive_report_progress() {
+    let (_client, base) = base();
+    let size: u64 = 5 * 1024 * 1024 + 123;
+    let img = base
+        .shell(format!("mkdir -p /srv/big && head -c {size} /dev/urandom > /srv/big/blob"))
+        .disposable(false)
+        .wait()
+        .await
+        .expect("make a big file");
+    let dir = tempfile::tempdir().unwrap();
+
+    let (progress, watch, seen) = recorded_progress();
+    let local =
+        img.download_with_progress("/srv/big/blob", dir.path().join("blob"), &progress).await.expect("download");
+    assert_eq!(std::fs::metadata(&local).unwrap().len(), size);
+    assert_rises_to(&seen, size, 2);
+    let now = watch.snapshot();
+    assert_eq!((now.kind, now.done, now.finished, now.failed), (contree::ProgressKind::Download, size, true, false));
+
+    // An archive has no Content-Length here: bytes are counted, the total stays unknown
+    // unless the server sends one, and the count ends at the saved size.
+    let (progress, watch, seen) = recorded_progress();
+    let out = dir.path().join("big.tar");
+    img.archive("/srv/big").await.expect("archive").progress(&progress).save(&out).await.expect("save");
+    let saved = std::fs::metadata(&out).unwrap().len();
+    assert!(saved > size, "the tar holds the file");
+    let now = watch.snapshot();
+    assert_eq!((now.kind, now.done, now.finished, now.failed), (contree::ProgressKind::Archive, saved, true, false));
+    let rising = seen.lock().unwrap().windows(2).all(|w| w[0].0 <= w[1].0);
+    assert!(rising, "archive progress never goes down");
+    if let Some(total) = now.total {
+        assert_eq!(total, saved);
+    }
+
+    // A download that fails ends the progress as failed.
+    let (progress, watch, _seen) = recorded_progress();
+    let err = img.download_with_progress("/srv/big/missing", dir.path().join("m"), &progress).await.unwrap_err();
+    assert!(err.is_not_found(), "{err}");
+    assert!(watch.snapshot().failed);
 }

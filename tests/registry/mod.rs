@@ -20,7 +20,8 @@ macro_rules! registry_scenarios {
             digest_references_and_the_same_digest_same_uuid,
             a_new_import_replaces_the_tag,
             image_indexes_give_the_host_platform,
-            failures_end_the_import_with_a_clear_error
+            failures_end_the_import_with_a_clear_error,
+            import_progress_reports_phases_and_layer_bytes
         );
     };
 }
@@ -258,4 +259,76 @@ pub async fn failures_end_the_import_with_a_clear_error() {
     // Nothing of the failed imports got the tag.
     let lookup = c.images().get_by_tag("failed:import").await;
     assert!(lookup.unwrap_err().is_not_found());
+}
+
+#[crate::maybe]
+pub async fn import_progress_reports_phases_and_layer_bytes() {
+    type Seen = std::sync::Arc<std::sync::Mutex<Vec<(u64, Option<u64>, Option<String>, bool, bool)>>>;
+    let r = open_registry();
+    let repo = format!("test/progress-{}", suffix());
+    // Two layers of fresh content, so both are downloaded (a layer already present is
+    // reported without a size).
+    let unique = uuid::Uuid::new_v4().to_string();
+    let first = gzip_layer(&tar(&[Entry::File("a", format!("first {unique}").as_bytes(), 0o644)]));
+    let second = zstd_layer(&tar(&[Entry::File("b", format!("second {unique}").repeat(1000).as_bytes(), 0o644)]));
+    let total = (first.blob.len() + second.blob.len()) as u64;
+    push_image(r, &repo, "1", &[first.clone(), second], &config(host_arch(), &["PATH=/bin"], None));
+    let reference = format!("{}/{repo}:1", r.addr);
+
+    let seen = Seen::default();
+    let progress = contree::Progress::callback({
+        let seen = seen.clone();
+        // The phase is copied here only to check it; a real callback would just display it.
+        move |u| seen.lock().unwrap().push((u.done, u.total, u.phase.map(str::to_string), u.finished, u.failed))
+    });
+    let watch = progress.watcher();
+    let c = client();
+    let image = c.images().import_from(&reference).progress(&progress).send().await.expect("import");
+    assert!(image.uuid().is_some());
+
+    let seen = std::mem::take(&mut *seen.lock().unwrap());
+    let mut last = 0;
+    for (done, _, _, _, failed) in seen.iter() {
+        assert!(*done >= last, "progress went down: {seen:?}");
+        assert!(!failed);
+        last = *done;
+    }
+    let phases: Vec<&str> = seen.iter().filter_map(|s| s.2.as_deref()).collect();
+    assert!(phases.iter().any(|p| p.starts_with("resolving ")), "{phases:?}");
+    assert!(phases.iter().any(|p| p.starts_with("manifest ")), "{phases:?}");
+    assert!(phases.iter().any(|p| p.contains("downloaded")), "{phases:?}");
+    // The first layer's bytes are reported on their own, from its event, before the end.
+    assert!(
+        seen.iter().any(|s| s.0 == first.blob.len() as u64 && s.1 == Some(total) && !s.3),
+        "the first layer's bytes are counted from its event: {seen:?}"
+    );
+    let end = seen.last().unwrap();
+    assert_eq!((end.0, end.1, end.3, end.4), (total, Some(total), true, false), "{seen:?}");
+    let uuid = image.uuid().unwrap().to_string();
+    assert_eq!(end.2.as_deref(), Some(format!("image {uuid}").as_str()), "the last phase names the image");
+    let now = watch.snapshot();
+    assert_eq!(
+        (now.kind, now.done, now.total, now.finished),
+        (contree::ProgressKind::Import, total, Some(total), true)
+    );
+
+    // The same image again downloads nothing: the progress says so and still ends complete.
+    let (progress, watch) = contree::Progress::watch();
+    c.images().import_from(&reference).progress(&progress).send().await.expect("import again");
+    let now = watch.snapshot();
+    assert!(now.phase.as_deref().is_some_and(|p| p.starts_with("unchanged")), "{now:?}");
+    assert_eq!((now.done, now.total, now.finished, now.failed), (total, Some(total), true, false));
+
+    // "Use or import" of a tag that exists makes no import at all.
+    let (progress, watch) = contree::Progress::watch();
+    c.images().oci(&reference).progress(&progress).send().await.expect("use");
+    let now = watch.snapshot();
+    assert_eq!((now.phase.as_deref(), now.finished, now.failed), (Some("already imported"), true, false));
+
+    // A failed import ends the progress as failed, with the server's last step as the phase.
+    let (progress, watch) = contree::Progress::watch();
+    let missing = format!("{}/{repo}:missing", r.addr);
+    c.images().import_from(&missing).progress(&progress).send().await.unwrap_err();
+    let now = watch.snapshot();
+    assert!(now.finished && now.failed, "{now:?}");
 }

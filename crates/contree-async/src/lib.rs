@@ -26,7 +26,8 @@ mod transport;
 #[doc(inline)]
 pub use contree_core::{
     ContreeConfig, Error, ErrorKind, ExitStatus, FileSource, HttpVersion, ImageKind, ImageRef, ImageState, IntoUuid,
-    ProcessFailure, Result, RetryPolicy, RunOutput, TimeFilter, UploadFileSpec, UploadedFile, models,
+    ProcessFailure, Progress, ProgressKind, ProgressSnapshot, ProgressUpdate, ProgressWatch, Result, RetryPolicy,
+    RunOutput, TimeFilter, UploadFileSpec, UploadedFile, models,
 };
 pub use driver::client::{Contree, ContreeBuilder};
 pub use driver::files::{Files, UploadSource};

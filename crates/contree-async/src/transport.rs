@@ -7,7 +7,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use bytes::Bytes;
-use contree_core::{Error, Result};
+use contree_core::{Error, Progress, Result};
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
@@ -63,11 +63,43 @@ pub(crate) async fn next_event_chunk(body: &mut EventBody, idle: Duration) -> Re
     next_chunk(&mut body.0, idle).await
 }
 
-/// A streamed request body over an open file: memory stays flat whatever the size.
-pub(crate) async fn file_body(path: &Path) -> Result<Body> {
+/// A streamed request body over an open file: memory stays flat whatever the size. With a
+/// `progress`, each chunk is counted as it is handed to the connection.
+pub(crate) async fn file_body(path: &Path, progress: Option<&Progress>) -> Result<Body> {
     let file =
         tokio::fs::File::open(path).await.map_err(|e| Error::io(format!("cannot open {}", path.display()), e))?;
-    Ok(Body::wrap_stream(tokio_util::io::ReaderStream::with_capacity(file, 256 * 1024)))
+    let chunks = tokio_util::io::ReaderStream::with_capacity(file, UPLOAD_CHUNK);
+    Ok(match progress {
+        None => Body::wrap_stream(chunks),
+        Some(p) => Body::wrap_stream(counted(chunks, p.clone())),
+    })
+}
+
+/// Bytes in memory as a body whose chunks are counted by `progress` as they are sent.
+pub(crate) fn bytes_body(bytes: Bytes, progress: &Progress) -> Body {
+    let len = bytes.len();
+    let chunks = (0..len)
+        .step_by(UPLOAD_CHUNK)
+        .map(move |at| Ok::<_, std::io::Error>(bytes.slice(at..(at + UPLOAD_CHUNK).min(len))));
+    Body::wrap_stream(counted(futures_util::stream::iter(chunks), progress.clone()))
+}
+
+/// How much of an upload one body chunk carries.
+const UPLOAD_CHUNK: usize = 256 * 1024;
+
+/// Counts a body's chunks: one `advance_to` per chunk (this attempt's position, so a resent
+/// body is counted only past the furthest point an earlier attempt reached). Wrap any upload
+/// body stream in it; build a fresh one per attempt.
+pub(crate) fn counted<S>(chunks: S, progress: Progress) -> impl futures_util::Stream<Item = std::io::Result<Bytes>>
+where
+    S: futures_util::Stream<Item = std::io::Result<Bytes>>,
+{
+    use futures_util::TryStreamExt;
+    let mut sent = 0u64;
+    chunks.inspect_ok(move |chunk| {
+        sent += chunk.len() as u64;
+        progress.advance_to(sent);
+    })
 }
 
 /// SHA-256 and size of a file, read in `chunk`-sized pieces.

@@ -424,6 +424,52 @@ assert_eq!(done.stdout_text()?, "hello");
 "#
         )
     };
+    (files_progress) => {
+        $crate::doc_examples::wrap!(
+            r#"use contree::Progress;
+// A callback, called after every chunk on the upload's own path: keep it quick.
+let progress = Progress::callback(|update| {
+    if let Some(total) = update.total {
+        eprint!("\r{} / {total} bytes", update.done);
+    }
+});
+let stored = client.files().upload_with_progress(std::path::Path::new("big.bin"), &progress)?;
+println!("\nstored {}", stored.sha256);
+"#
+        )
+    };
+    (image_download_progress) => {
+        $crate::doc_examples::wrap!(
+            r#"use contree::Progress;
+// A watch handle: read the latest state whenever you like (here, after the fact).
+let (progress, watch) = Progress::watch();
+base.download_with_progress("/etc/passwd", "passwd.copy", &progress)?;
+let now = watch.snapshot();
+println!("{} of {:?} bytes, finished: {}", now.done, now.total, now.finished);
+"#
+        )
+    };
+    (archive_progress) => {
+        $crate::doc_examples::wrap!(
+            r#"use contree::Progress;
+let (progress, watch) = Progress::watch();
+let saved = base.archive("/etc")?.progress(&progress).save("etc.tar")?;
+println!("{}: {} bytes", saved.display(), watch.done());
+"#
+        )
+    };
+    (images_import_progress) => {
+        $crate::doc_examples::wrap!(
+            r#"use contree::Progress;
+let progress = Progress::callback(|update| {
+    // The import's current step, and the layers' bytes once its manifest is read.
+    eprintln!("{} ({} of {:?} bytes)", update.phase.unwrap_or(""), update.done, update.total);
+});
+let image = client.images().oci("busybox:latest").progress(&progress).send()?;
+println!("{:?}", image.uuid());
+"#
+        )
+    };
     (operations) => {
         $crate::doc_examples::wrap!(
             r#"use contree::models::OperationStatus;

@@ -10,7 +10,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use bytes::Bytes;
-use contree_core::{Error, Result};
+use contree_core::{Error, Progress, Result};
 use sha2::{Digest, Sha256};
 
 pub(crate) use reqwest::blocking::{
@@ -135,10 +135,43 @@ pub(crate) fn next_event_chunk(body: &mut EventBody, idle: Duration) -> Result<O
     }
 }
 
-/// A streamed request body over an open file: memory stays flat whatever the size.
-pub(crate) fn file_body(path: &Path) -> Result<Body> {
+/// A streamed request body over an open file: memory stays flat whatever the size. With a
+/// `progress`, each read is counted as it is handed to the connection.
+pub(crate) fn file_body(path: &Path, progress: Option<&Progress>) -> Result<Body> {
     let file = std::fs::File::open(path).map_err(|e| Error::io(format!("cannot open {}", path.display()), e))?;
-    Ok(Body::new(file))
+    Ok(match progress {
+        None => Body::new(file),
+        Some(p) => Body::new(counted(file, p.clone())),
+    })
+}
+
+/// Bytes in memory as a body whose reads are counted by `progress` as they are sent.
+pub(crate) fn bytes_body(bytes: Bytes, progress: &Progress) -> Body {
+    let len = bytes.len() as u64;
+    Body::sized(counted(std::io::Cursor::new(bytes), progress.clone()), len)
+}
+
+/// Counts what is read from a body reader: one `advance_to` per read (this attempt's position,
+/// so a resent body is counted only past the furthest point an earlier attempt reached). Wrap
+/// any upload body reader in it; build a fresh one per attempt.
+pub(crate) fn counted<R: Read>(inner: R, progress: Progress) -> Counted<R> {
+    Counted { inner, progress, sent: 0 }
+}
+
+/// A body reader counted by [`counted`].
+pub(crate) struct Counted<R> {
+    inner: R,
+    progress: Progress,
+    sent: u64,
+}
+
+impl<R: Read> Read for Counted<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.sent += n as u64;
+        self.progress.advance_to(self.sent);
+        Ok(n)
+    }
 }
 
 /// SHA-256 and size of a file, read in `chunk`-sized pieces.

@@ -249,3 +249,60 @@ pub async fn import_deadline_cancels_and_times_out() {
     // The server-side timeout is whole seconds, at least 1.
     assert_eq!(import_posts(&mock)[0].body_json::<Value>().unwrap()["timeout"], json!(1));
 }
+
+/// One SSE frame of the import's event log, as the server writes it.
+fn import_frame(id: u64, kind: &str, data: Value) -> String {
+    let event = json!({"id": id, "ts": "2026-01-01T00:00:00.000Z", "type": kind, "data": data});
+    format!("id: {id}\nevent: {kind}\ndata: {event}\n\n")
+}
+
+/// With a progress, the import is followed through its events: each `stdout` line becomes the
+/// phase, and the manifest's total and each layer's downloaded bytes are counted. Where the
+/// events route does not exist, it falls back to polling and still ends complete.
+#[crate::maybe]
+pub async fn import_progress_follows_the_events_or_polls() {
+    let line = |text: &str| json!({"value": text, "encoding": "ascii"});
+    let body = [
+        import_frame(1, "stdout", line("resolving docker://ghcr.io/acme/app:1\n")),
+        import_frame(2, "stdout", line("manifest sha256:ab: 2 layer(s), 300 bytes compressed\n")),
+        import_frame(3, "stdout", line("layer 1/2 sha256:cd: downloaded 100 bytes\nlayer 1/2 sha256:cd: unpacked 3 entries, 9 bytes, 0 whiteout(s)\n")),
+        import_frame(4, "stdout", line("layer 2/2 sha256:ef: already present\n")),
+        import_frame(5, "stdout", line(&format!("image {IMG2}\n"))),
+        import_frame(6, "completion", json!({"status": "SUCCESS", "duration_ms": 10, "result_image_uuid": IMG2, "error": null})),
+    ]
+    .concat();
+    for with_events in [true, false] {
+        let mock = Mock::start();
+        mount_import(&mock);
+        mount_operation(&mock, 0, success(IMG2, "app:1"));
+        if with_events {
+            mock.mount(
+                Rule::given(method("GET")).and(path(format!("/v1/operations/{OP}/events"))).respond_with(
+                    ResponseTemplate::new(200).set_body_raw(body.clone().into_bytes(), "text/event-stream"),
+                ),
+            );
+        }
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let progress = contree::Progress::callback({
+            let seen = seen.clone();
+            move |u| seen.lock().unwrap().push((u.done, u.total, u.phase.map(str::to_string), u.finished))
+        });
+        let client = client(&mock);
+        let image =
+            client.images().import_from("ghcr.io/acme/app:1").tag("app:1").progress(&progress).send().await.unwrap();
+        assert_eq!(image.uuid().unwrap().to_string(), IMG2);
+        let seen = std::mem::take(&mut *seen.lock().unwrap());
+        let last = seen.last().cloned().unwrap();
+        if with_events {
+            assert!(seen.iter().any(|s| s.2.as_deref() == Some("resolving docker://ghcr.io/acme/app:1")), "{seen:?}");
+            // The first layer's bytes, from its line; then the whole total at the end (the
+            // second layer was already present, so its line carries no size).
+            assert!(seen.iter().any(|s| s.0 == 100 && s.1 == Some(300) && !s.3), "{seen:?}");
+            assert_eq!(last, (300, Some(300), Some(format!("image {IMG2}")), true));
+            assert!(seen.windows(2).all(|w| w[0].0 <= w[1].0), "{seen:?}");
+        } else {
+            assert_eq!(last, (0, None, Some("waiting for the import to start".to_string()), true));
+            assert!(!mock.requests_to("GET", &format!("/v1/operations/{OP}")).is_empty(), "polled");
+        }
+    }
+}

@@ -78,6 +78,7 @@ macro_rules! api_scenarios {
             import_failed_is_operation_failed,
             import_cancelled_is_operation_cancelled,
             import_deadline_cancels_and_times_out,
+            import_progress_follows_the_events_or_polls,
             // files
             upload_bytes_posts_only_after_a_404,
             upload_path_streams_the_exact_file,
@@ -98,6 +99,7 @@ macro_rules! api_scenarios {
             get_gives_up_after_max_attempts,
             delete_is_retried_after_503,
             post_is_not_replayed_after_a_server_error,
+            upload_progress_counts_a_replayed_body_once,
             post_is_replayed_after_429_and_425,
             file_upload_replay_resends_the_whole_file,
             retry_after_is_honoured,

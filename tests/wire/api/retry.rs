@@ -175,6 +175,51 @@ pub async fn file_upload_replay_resends_the_whole_file() {
     }
 }
 
+/// Progress on an upload replayed after a 429: each attempt resends the whole body, but the
+/// bytes done never go down and never pass the size (a resend counts only past the furthest
+/// point reached), for a file and for bytes in memory.
+#[crate::maybe]
+pub async fn upload_progress_counts_a_replayed_body_once() {
+    let content = binary_content(700_000);
+    let sha = sha256_hex(&content);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("big.bin");
+    std::fs::write(&file, &content).unwrap();
+    for from_file in [true, false] {
+        let mock = Mock::start();
+        mock.mount(
+            Rule::given(method("GET")).and(path(format!("/v1/files/{sha}"))).respond_with(ResponseTemplate::new(404)),
+        );
+        mount_flaky(
+            &mock,
+            "POST",
+            "/v1/files",
+            2,
+            error_response(429, "slow down"),
+            json_response(201, json!({"uuid": FILE, "sha256": sha, "size": content.len()})),
+        );
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let progress = contree::Progress::callback({
+            let seen = seen.clone();
+            move |u| seen.lock().unwrap().push((u.done, u.total, u.finished, u.failed))
+        });
+        let client = client(&mock);
+        if from_file {
+            client.files().upload_with_progress(file.clone(), &progress).await.unwrap();
+        } else {
+            client.files().upload_with_progress(content.clone(), &progress).await.unwrap();
+        }
+        assert_eq!(mock.requests_to("POST", "/v1/files").len(), 3, "two replays");
+        let seen = std::mem::take(&mut *seen.lock().unwrap());
+        let size = content.len() as u64;
+        assert!(seen.windows(2).all(|w| w[0].0 <= w[1].0), "progress went down: {seen:?}");
+        // The total is known from the first byte on (the very first update starts at 0).
+        assert!(seen.iter().all(|s| s.0 <= size && (s.0 == 0 || s.1 == Some(size)) && !s.3), "{seen:?}");
+        assert!(seen.iter().any(|s| s.0 > 0 && s.0 < size), "bytes are counted as they go: {seen:?}");
+        assert_eq!(seen.last().copied(), Some((size, Some(size), true, false)));
+    }
+}
+
 /// `Retry-After` replaces the (here 1 ms) ladder delay: the retry waits at least that long.
 #[crate::maybe]
 pub async fn retry_after_is_honoured() {
