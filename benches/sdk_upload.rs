@@ -21,7 +21,8 @@ use serde_json::json;
 use support::{Target, env_string, env_usize};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let file = std::path::PathBuf::from(std::env::var("BENCH_FILE").map_err(|_| "set BENCH_FILE to the file to upload")?);
+    let file =
+        std::path::PathBuf::from(std::env::var("BENCH_FILE").map_err(|_| "set BENCH_FILE to the file to upload")?);
     let bytes = std::fs::metadata(&file)?.len();
     let target = Target::from_env()?;
     let flavor = env_string("BENCH_FLAVOR", "async");

@@ -153,13 +153,8 @@ pub fn server_durations_ms(url: &str, token: &str, ids: &[String]) -> Vec<f64> {
     let client = reqwest::blocking::Client::new();
     ids.iter()
         .filter_map(|id| {
-            let v: serde_json::Value = client
-                .get(format!("{url}/v1/operations/{id}"))
-                .bearer_auth(token)
-                .send()
-                .ok()?
-                .json()
-                .ok()?;
+            let v: serde_json::Value =
+                client.get(format!("{url}/v1/operations/{id}")).bearer_auth(token).send().ok()?.json().ok()?;
             v.get("duration").and_then(|d| d.as_f64()).map(|s| s * 1e3)
         })
         .collect()
