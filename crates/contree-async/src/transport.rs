@@ -90,7 +90,7 @@ pub(crate) fn stream_body(stream: &crate::driver::upload::FileStream) -> Result<
 
 /// Starts [`hash_file`](crate::driver::upload::hash_file) on a thread of its own; its result arrives on the returned channel.
 pub(crate) fn spawn_hasher(
-    path: PathBuf,
+    path: std::path::PathBuf,
     chunk: usize,
     abort: crate::driver::upload::Abort,
 ) -> Result<tokio::sync::oneshot::Receiver<Result<(String, u64)>>> {
