@@ -1,9 +1,12 @@
 //! Content-addressed file uploads.
 //!
-//! Every upload hashes its source with SHA-256 first (streaming, in
-//! `config.file_upload_chunk_size` pieces), asks `GET /files/{sha256}`, and only `POST`s the
-//! bytes on 404. Bodies are streamed from disk, so memory stays flat whatever the file size; a
-//! one-shot reader is spooled to a temp file while it is hashed.
+//! A small source (bytes in memory, a file under [`PIPELINE_MIN_BYTES`]) is hashed with
+//! SHA-256 first, looked up with `GET /files/{sha256}`, and `POST`ed only on 404. A large
+//! file is hashed and posted at the same time (`transport::upload_pipelined`, pieces in
+//! `driver::upload`): when the hash ends first and the lookup finds the content, the POST is
+//! abandoned; when the POST ends first, the server's SHA-256 is checked against ours. Bodies
+//! are streamed from disk, so memory stays flat whatever the file size; a one-shot reader is
+//! spooled to a temp file while it is hashed.
 
 use std::path::{Path, PathBuf};
 
@@ -18,6 +21,7 @@ use sha2::{Digest, Sha256};
 use super::client::Client;
 use super::http::Payload;
 use super::progress::Tracker;
+use super::upload::{FileStream, PIPELINE_MIN_BYTES};
 use crate::transport::{self, DynRead};
 
 crate::flavor::declare! {
@@ -122,9 +126,13 @@ impl Files {
             UploadSource::Path(path) => {
                 let size = check_local_file(&path)?;
                 tracker.set_total(Some(size));
-                tracker.phase("hashing");
-                let (sha, size) = transport::hash_file(&path, chunk).await?;
-                self.upload_hashed(sha, size, Payload::File(path), &tracker).await
+                if size >= PIPELINE_MIN_BYTES {
+                    transport::upload_pipelined(self, &path, chunk, &tracker).await
+                } else {
+                    tracker.phase("hashing");
+                    let (sha, size) = transport::hash_file(&path, chunk).await?;
+                    self.upload_hashed(sha, size, Payload::File(path), &tracker).await
+                }
             }
             UploadSource::Bytes(bytes) => {
                 let sha = hex::encode(Sha256::digest(&bytes));
@@ -157,21 +165,35 @@ impl Files {
             Err(e) if e.is_not_found() => {}
             Err(e) => return Err(e),
         }
+        let stored = self.post(payload, tracker).await?;
+        check_stored(stored, &sha, size)
+    }
+
+    /// `POST /files` with this body; the server's record, unchecked.
+    #[crate::maybe]
+    pub(crate) async fn post(&self, payload: Payload, tracker: &Tracker) -> Result<FileResponse> {
         let http = self.client.http();
         tracker.phase("uploading");
         let mut call = http.call(Method::POST, &["files"]).payload(payload).progress(tracker.progress());
         call.timeout = http.streaming();
-        let stored: FileResponse = http.json(&call).await?;
-        if !stored.sha256.eq_ignore_ascii_case(&sha) {
-            return Err(Error::decode(
-                format!(
-                    "the server stored sha256 {} for content hashed as {sha} ({size} bytes): the file changed during the upload",
-                    stored.sha256
-                ),
-                std::fmt::Error,
-            ));
+        http.json(&call).await
+    }
+
+    /// `POST /files` of a file read by a thread of its own, abandoned once `stream.abort` is
+    /// set (a pipelined upload whose hash found the content on the server).
+    #[crate::maybe]
+    pub(crate) async fn post_stream(&self, stream: FileStream, tracker: &Tracker) -> Result<FileResponse> {
+        self.post(Payload::Stream(stream), tracker).await
+    }
+
+    /// The stored file with this content, `None` on 404.
+    #[crate::maybe]
+    pub(crate) async fn lookup(&self, sha256: &str) -> Result<Option<UploadedFile>> {
+        match self.get(sha256).await {
+            Ok(info) => Ok(Some(FileResponse { uuid: info.uuid, sha256: info.sha256, size: info.size })),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(e),
         }
-        Ok(stored)
     }
 
     /// The stored file with this content hash (`GET /files/{sha256}`).
@@ -207,6 +229,20 @@ impl Files {
         let page: FilesListResponse = http.json(&call).await?;
         Ok(page.files)
     }
+}
+
+/// The server's record of a POST, refused when it stored other content than we hashed.
+pub(crate) fn check_stored(stored: FileResponse, sha: &str, size: u64) -> Result<UploadedFile> {
+    if !stored.sha256.eq_ignore_ascii_case(sha) {
+        return Err(Error::decode(
+            format!(
+                "the server stored sha256 {} for content hashed as {sha} ({size} bytes): the file changed during the upload",
+                stored.sha256
+            ),
+            std::fmt::Error,
+        ));
+    }
+    Ok(stored)
 }
 
 /// A missing or unreadable local file is the caller's mistake: say so before any request.

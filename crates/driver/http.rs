@@ -40,6 +40,9 @@ pub(crate) enum Payload {
     Bytes(Bytes),
     /// Streamed from disk; reopened on each attempt so retries resend the whole file.
     File(PathBuf),
+    /// Streamed from disk by a reader thread of its own (a pipelined upload, which can be
+    /// abandoned mid-body); each attempt starts a new thread from the first byte.
+    Stream(crate::driver::upload::FileStream),
 }
 
 /// One API call, described before it is sent.
@@ -395,6 +398,10 @@ impl Http {
             }
             Payload::File(path) => {
                 let body = transport::file_body(path, call.progress.as_ref()).await.map_err(Attempt::Fatal)?;
+                req.header(reqwest::header::CONTENT_TYPE, "application/octet-stream").body(body)
+            }
+            Payload::Stream(stream) => {
+                let body = transport::stream_body(stream, call.progress.as_ref()).map_err(Attempt::Fatal)?;
                 req.header(reqwest::header::CONTENT_TYPE, "application/octet-stream").body(body)
             }
         };

@@ -102,6 +102,89 @@ where
     })
 }
 
+/// The request body of a pipelined upload: chunks from the reader thread that
+/// [`FileStream::start`](crate::driver::upload::FileStream::start) starts for this attempt.
+/// Dropping the body (the request is done or abandoned) stops the thread; a thread that stops
+/// without its end marker fails the body, so the server never takes a cut file for a whole one.
+pub(crate) fn stream_body(stream: &crate::driver::upload::FileStream, progress: Option<&Progress>) -> Result<Body> {
+    let rx = stream.start()?;
+    let chunks = futures_util::stream::unfold(Some(rx), |rx| async move {
+        let mut rx = rx?;
+        match rx.recv().await {
+            Some(Ok(piece)) if piece.is_empty() => None,
+            Some(Ok(piece)) => Some((Ok(piece), Some(rx))),
+            Some(Err(e)) => Some((Err(e), None)),
+            None => Some((Err(std::io::Error::other("the upload was abandoned")), None)),
+        }
+    });
+    Ok(match progress {
+        None => Body::wrap_stream(chunks),
+        Some(p) => Body::wrap_stream(counted(chunks, p.clone())),
+    })
+}
+
+/// Starts [`hash_file`](crate::driver::upload::hash_file) on a thread of its own; its result arrives on the returned channel.
+pub(crate) fn spawn_hasher(
+    path: std::path::PathBuf,
+    chunk: usize,
+    abort: crate::driver::upload::Abort,
+) -> Result<tokio::sync::oneshot::Receiver<Result<(String, u64)>>> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("contree-upload-hash".into())
+        .spawn(move || {
+            let _ = tx.send(crate::driver::upload::hash_file(&path, chunk, &abort));
+        })
+        .map_err(|e| Error::io("cannot start the upload hasher thread", e))?;
+    Ok(rx)
+}
+
+/// Hashes and posts a large file at the same time (see `crate::driver::upload`): the POST
+/// runs here while a thread hashes; once the hash is known, `GET /files/{sha}` races the
+/// rest of the POST, and a hit abandons the POST (dropping it, and stopping its reader).
+pub(crate) async fn upload_pipelined(
+    files: &crate::driver::files::Files,
+    path: &Path,
+    chunk: usize,
+    tracker: &crate::driver::progress::Tracker,
+) -> Result<crate::driver::files::UploadedFile> {
+    use crate::driver::files::check_stored;
+    use crate::driver::upload::{Abort, AbortOnDrop, FileStream};
+    use futures_util::future::{Either, select};
+
+    let abort = Abort::default();
+    // Dropped on every way out, this future's own drop included: the threads stop.
+    let _stop = AbortOnDrop(abort.clone());
+    let mut hashed = spawn_hasher(path.to_path_buf(), chunk, abort.clone())?;
+    let mut post = std::pin::pin!(
+        files.post_stream(FileStream { path: path.to_path_buf(), chunk, abort: abort.clone() }, tracker)
+    );
+    let hash_result = |r: std::result::Result<Result<(String, u64)>, _>| {
+        r.unwrap_or_else(|_| Err(Error::io("the upload hasher stopped", std::io::Error::other("hasher thread ended"))))
+    };
+    let (sha, size) = match select(post.as_mut(), &mut hashed).await {
+        Either::Left((stored, _)) => {
+            let stored = stored?;
+            let (sha, size) = hash_result(hashed.await)?;
+            return check_stored(stored, &sha, size);
+        }
+        Either::Right((hashed, _)) => hash_result(hashed)?,
+    };
+    match select(post.as_mut(), std::pin::pin!(files.lookup(&sha))).await {
+        Either::Left((stored, _)) => return check_stored(stored?, &sha, size),
+        Either::Right((Ok(Some(existing)), _)) => {
+            tracing::debug!(sha256 = %sha, "file already on the server; upload abandoned");
+            tracker.phase("already on the server");
+            tracker.advance_to(size);
+            return Ok(existing);
+        }
+        Either::Right((Ok(None), _)) => {}
+        // The POST decides: it stores the content or says why not.
+        Either::Right((Err(e), _)) => tracing::debug!(sha256 = %sha, error = %e, "lookup during an upload failed"),
+    }
+    check_stored(post.await?, &sha, size)
+}
+
 /// SHA-256 and size of a file, read in `chunk`-sized pieces.
 pub(crate) async fn hash_file(path: &Path, chunk: usize) -> Result<(String, u64)> {
     let mut file =

@@ -174,6 +174,113 @@ impl<R: Read> Read for Counted<R> {
     }
 }
 
+/// The request body of a pipelined upload: chunks from the reader thread that
+/// [`FileStream::start`](crate::driver::upload::FileStream::start) starts for this attempt.
+///
+/// `reqwest::blocking` reads a body on the calling thread, which is then inside `send`: it
+/// cannot drop the request to abandon it. So a read fails once the abort flag is set, and
+/// reqwest abandons the request; a thread that stops without its end marker fails the body
+/// too, so the server never takes a cut file for a whole one.
+pub(crate) fn stream_body(stream: &crate::driver::upload::FileStream, progress: Option<&Progress>) -> Result<Body> {
+    let rx = stream.start()?;
+    let body = StreamBody { rx, current: Bytes::new(), ended: false, abort: stream.abort.clone() };
+    Ok(match progress {
+        None => Body::new(body),
+        Some(p) => Body::new(counted(body, p.clone())),
+    })
+}
+
+struct StreamBody {
+    rx: tokio::sync::mpsc::Receiver<crate::driver::upload::BodyChunk>,
+    current: Bytes,
+    ended: bool,
+    abort: crate::driver::upload::Abort,
+}
+
+impl Read for StreamBody {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let abandoned = || std::io::Error::other("the upload was abandoned");
+        if self.abort.is_set() {
+            return Err(abandoned());
+        }
+        while self.current.is_empty() {
+            if self.ended {
+                return Ok(0);
+            }
+            match self.rx.blocking_recv() {
+                Some(Ok(piece)) if piece.is_empty() => self.ended = true,
+                Some(Ok(piece)) => self.current = piece,
+                Some(Err(e)) => return Err(e),
+                None => return Err(abandoned()),
+            }
+        }
+        let n = self.current.len().min(buf.len());
+        buf[..n].copy_from_slice(&self.current.split_to(n));
+        Ok(n)
+    }
+}
+
+/// Hashes and posts a large file at the same time (see `crate::driver::upload`). The POST
+/// runs on this thread; a scoped thread hashes and then asks `GET /files/{sha}`, and a hit
+/// sets the abort flag, which fails the POST body's next read and so abandons the POST.
+pub(crate) fn upload_pipelined(
+    files: &crate::driver::files::Files,
+    path: &Path,
+    chunk: usize,
+    tracker: &crate::driver::progress::Tracker,
+) -> Result<crate::driver::files::UploadedFile> {
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use crate::driver::files::check_stored;
+    use crate::driver::upload::{Abort, AbortOnDrop, FileStream, hash_file};
+
+    let abort = Abort::default();
+    let _stop = AbortOnDrop(abort.clone());
+    let posted = AtomicBool::new(false);
+    let found = Mutex::new(None);
+    std::thread::scope(|scope| {
+        let checker = std::thread::Builder::new()
+            .name("contree-upload-hash".into())
+            .spawn_scoped(scope, || {
+                let (sha, size) = hash_file(path, chunk, &abort)?;
+                if !posted.load(Ordering::Acquire) {
+                    match files.lookup(&sha) {
+                        Ok(Some(existing)) => {
+                            tracing::debug!(sha256 = %sha, "file already on the server; upload abandoned");
+                            *found.lock().unwrap_or_else(|p| p.into_inner()) = Some(existing);
+                            abort.set();
+                        }
+                        Ok(None) => {}
+                        // The POST decides: it stores the content or says why not.
+                        Err(e) => tracing::debug!(sha256 = %sha, error = %e, "lookup during an upload failed"),
+                    }
+                }
+                Ok((sha, size))
+            })
+            .map_err(|e| Error::io("cannot start the upload hasher thread", e))?;
+        let stored = files.post_stream(FileStream { path: path.to_path_buf(), chunk, abort: abort.clone() }, tracker);
+        posted.store(true, Ordering::Release);
+        if stored.is_err() {
+            // Stops the hash if it is still running; a lookup in flight ends on its own.
+            abort.set();
+        }
+        let hashed = checker
+            .join()
+            .unwrap_or_else(|_| Err(Error::io("the upload hasher stopped", std::io::Error::other("panic"))));
+        if let Some(existing) = found.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            tracker.phase("already on the server");
+            if let Ok((_, size)) = &hashed {
+                tracker.advance_to(*size);
+            }
+            return Ok(existing);
+        }
+        let stored = stored?;
+        let (sha, size) = hashed?;
+        check_stored(stored, &sha, size)
+    })
+}
+
 /// SHA-256 and size of a file, read in `chunk`-sized pieces.
 pub(crate) fn hash_file(path: &Path, chunk: usize) -> Result<(String, u64)> {
     let mut file = std::fs::File::open(path).map_err(|e| Error::io(format!("cannot open {}", path.display()), e))?;

@@ -256,6 +256,63 @@ async fn files_upload_dedup_head_get_list() {
     assert_eq!(r["size"], big.len());
 }
 
+/// A client that abandons its upload mid-body (here after 1 MiB of a declared 64 MiB, and
+/// mid-chunk of a chunked body) leaves nothing: no file record, no blob, no temp file. Hyper
+/// may drop the handler when the connection goes; the part that arrived must not be stored
+/// as if it were the whole.
+#[tokio::test]
+async fn an_abandoned_upload_leaves_no_file_and_no_temp_file() {
+    use tokio::io::AsyncWriteExt;
+    let server = LocalServer::start(LocalConfig::default().with_networking(false)).await.unwrap();
+    let api = Api::new(&server);
+    let addr = server.base_url().trim_start_matches("http://").trim_end_matches('/').to_string();
+    let blobs = server.data_dir().join("blobs");
+    let part: Vec<u8> = (0..1024 * 1024u32).map(|i| (i % 253) as u8).collect();
+    let entries = || -> Vec<String> {
+        let mut names: Vec<String> =
+            std::fs::read_dir(&blobs).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        names.sort();
+        names
+    };
+    let before = entries();
+    for chunked in [false, true] {
+        let mut conn = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        let framing = if chunked {
+            "transfer-encoding: chunked\r\n".to_string()
+        } else {
+            format!("content-length: {}\r\n", 64 << 20)
+        };
+        let head = format!(
+            "POST /v1/files HTTP/1.1\r\nhost: {addr}\r\nauthorization: Bearer {}\r\ncontent-type: application/octet-stream\r\n{framing}\r\n",
+            api.token
+        );
+        conn.write_all(head.as_bytes()).await.unwrap();
+        if chunked {
+            // One whole chunk, then half of a second one.
+            conn.write_all(format!("{:x}\r\n", part.len()).as_bytes()).await.unwrap();
+            conn.write_all(&part).await.unwrap();
+            conn.write_all(format!("\r\n{:x}\r\n", part.len()).as_bytes()).await.unwrap();
+            conn.write_all(&part[..part.len() / 2]).await.unwrap();
+        } else {
+            conn.write_all(&part).await.unwrap();
+        }
+        conn.flush().await.unwrap();
+        // Let the server take in what was sent, then go away mid-body.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        drop(conn);
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while entries() != before && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(entries(), before, "an abandoned upload left files in the blob store");
+    let list = api.get_json("/files?limit=1000").await;
+    assert_eq!(list["files"], json!([]), "an abandoned upload was recorded as a file");
+    // The server is fine: a whole upload still works.
+    let r = api.upload(&part).await;
+    assert_eq!(r["sha256"], hex::encode(Sha256::digest(&part)));
+}
+
 #[tokio::test]
 async fn echo_events_come_in_order_and_fold_into_the_result() {
     let api = Api::shared();

@@ -215,3 +215,136 @@ pub async fn files_get_exists_and_list() {
         ]
     );
 }
+
+/// Large enough to be hashed and posted at the same time (`PIPELINE_MIN_BYTES` is 4 MiB).
+const LARGE: usize = 5 * 1024 * 1024 + 123;
+
+/// A large file is posted whole and exactly, while it is hashed: one POST, and at most the
+/// one lookup by the right hash (made if the hash ends before the POST).
+#[crate::maybe]
+pub async fn upload_large_path_posts_while_hashing() {
+    let content = binary_content(LARGE);
+    let sha = sha256_hex(&content);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("large.bin");
+    std::fs::write(&file, &content).unwrap();
+    let mock = Mock::start();
+    mount_upload(&mock, &sha, content.len());
+    let client = client(&mock);
+    let stored = client.files().upload(file.as_path()).await.unwrap();
+    assert_eq!(stored.sha256, sha);
+    assert_eq!(stored.size, content.len() as i64);
+    let reqs = mock.requests();
+    let posts: Vec<_> = reqs.iter().filter(|r| r.method.as_str() == "POST").collect();
+    assert_eq!(posts.len(), 1);
+    assert!(posts[0].url.path() == "/v1/files" && posts[0].url.query().is_none());
+    assert_eq!(posts[0].body.len(), content.len());
+    assert!(posts[0].body == content, "the POST body differs from the file");
+    assert_eq!(header(posts[0], "content-type").as_deref(), Some("application/octet-stream"));
+    let others: Vec<String> =
+        reqs.iter().filter(|r| r.method.as_str() != "POST").map(|r| format!("{} {}", r.method, r.url.path())).collect();
+    assert!(others.is_empty() || others == [format!("GET /v1/files/{sha}")], "{others:?}");
+    reqs.iter().for_each(assert_bearer);
+}
+
+/// A large file whose stored hash differs from the local one is an error naming both (the
+/// file changed while it was read), as for small ones.
+#[crate::maybe]
+pub async fn upload_large_path_detects_a_sha256_mismatch() {
+    let content = binary_content(LARGE);
+    let sha = sha256_hex(&content);
+    let other = sha256_hex(b"another thing");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("large.bin");
+    std::fs::write(&file, &content).unwrap();
+    let mock = Mock::start();
+    mock.mount(
+        Rule::given(method("GET")).and(path(format!("/v1/files/{sha}"))).respond_with(ResponseTemplate::new(404)),
+    );
+    mock.mount(
+        Rule::given(method("POST"))
+            .and(path("/v1/files"))
+            .respond_with(json_response(201, json!({ "uuid": FILE, "sha256": other, "size": LARGE }))),
+    );
+    let err = client(&mock).files().upload(file).await.unwrap_err();
+    assert!(err.is_decode(), "{err:?}");
+    assert!(err.to_string().contains(&other) && err.to_string().contains(&sha), "{err}");
+}
+
+/// A server that knows every file and reads POST bodies slowly, never answering them: an
+/// upload can only end through the lookup. Reports, per POST connection, how many body bytes
+/// it read before the client closed it.
+struct SlowServer {
+    url: String,
+    posts: std::sync::mpsc::Receiver<u64>,
+}
+
+impl SlowServer {
+    fn start(sha: String, size: usize) -> SlowServer {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let (tx, posts) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(mut conn) = conn else { return };
+                let (tx, sha) = (tx.clone(), sha.clone());
+                std::thread::spawn(move || {
+                    let mut head = Vec::new();
+                    let mut byte = [0u8; 1];
+                    while !head.ends_with(b"\r\n\r\n") {
+                        match conn.read(&mut byte) {
+                            Ok(1) => head.push(byte[0]),
+                            _ => return,
+                        }
+                    }
+                    let head = String::from_utf8_lossy(&head).to_string();
+                    if head.starts_with("GET ") && head.contains(&format!("/v1/files/{sha}")) {
+                        let body = file_info(&sha, size).to_string();
+                        let _ = write!(
+                            conn,
+                            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                            body.len()
+                        );
+                    } else if head.starts_with("POST ") {
+                        // 64 KiB every 20 ms (~3 MiB/s): far slower than hashing, so the whole
+                        // body cannot arrive before the lookup.
+                        let mut read = 0u64;
+                        let mut buf = vec![0u8; 64 * 1024];
+                        loop {
+                            match conn.read(&mut buf) {
+                                Ok(0) | Err(_) => break,
+                                Ok(n) => read += n as u64,
+                            }
+                            std::thread::sleep(Duration::from_millis(20));
+                        }
+                        let _ = tx.send(read);
+                    } else {
+                        let _ =
+                            conn.write_all(b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+                    }
+                });
+            }
+        });
+        SlowServer { url, posts }
+    }
+}
+
+/// When the hash ends first and the server has the content, the POST in flight is abandoned
+/// (its connection closed before the whole body was sent) and the stored file is returned.
+#[crate::maybe]
+pub async fn upload_large_path_abandons_the_post_when_the_server_has_it() {
+    let content = binary_content(48 * 1024 * 1024);
+    let sha = sha256_hex(&content);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("known.bin");
+    std::fs::write(&file, &content).unwrap();
+    let server = SlowServer::start(sha.clone(), content.len());
+    let client = Client::new(config(&server.url)).unwrap();
+    let stored = client.files().upload(file.as_path()).await.unwrap();
+    assert_eq!(stored.uuid.to_string(), FILE);
+    assert_eq!(stored.sha256, sha);
+    assert_eq!(stored.size, content.len() as i64);
+    let read = server.posts.recv_timeout(Duration::from_secs(60)).expect("the POST connection was never closed");
+    assert!(read < content.len() as u64, "the whole body was sent ({read} bytes): the POST was not abandoned");
+}

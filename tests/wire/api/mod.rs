@@ -86,6 +86,9 @@ macro_rules! api_scenarios {
             upload_skips_the_post_when_the_server_has_the_file,
             upload_detects_a_sha256_mismatch,
             files_get_exists_and_list,
+            upload_large_path_posts_while_hashing,
+            upload_large_path_detects_a_sha256_mismatch,
+            upload_large_path_abandons_the_post_when_the_server_has_it,
             // errors
             status_errors_map_to_kinds,
             error_messages_from_non_json_and_structured_bodies,
@@ -102,6 +105,7 @@ macro_rules! api_scenarios {
             upload_progress_counts_a_replayed_body_once,
             post_is_replayed_after_429_and_425,
             file_upload_replay_resends_the_whole_file,
+            large_file_upload_replay_resends_the_whole_file,
             retry_after_is_honoured,
             retry_after_is_capped,
             retry_policy_none_disables_retries,

@@ -220,6 +220,38 @@ pub async fn upload_progress_counts_a_replayed_body_once() {
     }
 }
 
+/// A large file (hashed while it is posted) replayed after a 429 resends the whole file: each
+/// attempt reads it again from the first byte.
+#[crate::maybe]
+pub async fn large_file_upload_replay_resends_the_whole_file() {
+    let content = binary_content(4 * 1024 * 1024 + 4097);
+    let sha = sha256_hex(&content);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("large.bin");
+    std::fs::write(&file, &content).unwrap();
+    let mock = Mock::start();
+    mock.mount(
+        Rule::given(method("GET")).and(path(format!("/v1/files/{sha}"))).respond_with(ResponseTemplate::new(404)),
+    );
+    mount_flaky(
+        &mock,
+        "POST",
+        "/v1/files",
+        2,
+        error_response(429, "slow down"),
+        json_response(201, json!({"uuid": FILE, "sha256": sha, "size": content.len()})),
+    );
+    let client = client_with(&mock, |c| c.file_upload_chunk_size = 64 * 1024);
+    let stored = client.files().upload(file).await.unwrap();
+    assert_eq!(stored.sha256, sha);
+    let posts = mock.requests_to("POST", "/v1/files");
+    assert_eq!(posts.len(), 3);
+    for p in &posts {
+        assert_eq!(p.body.len(), content.len());
+        assert!(p.body == content, "each attempt must carry the whole file");
+    }
+}
+
 /// `Retry-After` replaces the (here 1 ms) ladder delay: the retry waits at least that long.
 #[crate::maybe]
 pub async fn retry_after_is_honoured() {

@@ -26,20 +26,35 @@ fn to_info(r: &FileRecord) -> FileInfo {
     }
 }
 
+/// What the handler sends the store: body chunks, then `None` once the body ended cleanly.
+type Piece = io::Result<Option<Bytes>>;
+
 /// A blocking `Read` over body chunks sent from the async side, so the store can hash and
 /// write the upload while it streams in, without buffering it whole.
+///
+/// The end of the content is the explicit `None`, never the channel closing: when a client
+/// abandons its upload, hyper may drop the handler mid-body (closing the channel), and that
+/// must fail the store (which then deletes its temp file) instead of storing the part that
+/// arrived as a file.
 struct ChannelReader {
-    rx: mpsc::Receiver<io::Result<Bytes>>,
+    rx: mpsc::Receiver<Piece>,
     cur: Bytes,
+    ended: bool,
 }
 
 impl Read for ChannelReader {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         while self.cur.is_empty() {
+            if self.ended {
+                return Ok(0);
+            }
             match self.rx.blocking_recv() {
-                Some(Ok(b)) => self.cur = b,
+                Some(Ok(Some(b))) => self.cur = b,
+                Some(Ok(None)) => self.ended = true,
                 Some(Err(e)) => return Err(e),
-                None => return Ok(0),
+                None => {
+                    return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "the upload ended before its body did"));
+                }
             }
         }
         let n = buf.len().min(self.cur.len());
@@ -54,17 +69,20 @@ pub(crate) async fn upload(
     State(state): State<AppState>,
     body: Body,
 ) -> Result<(StatusCode, Json<FileResponse>), ApiError> {
-    let (tx, rx) = mpsc::channel::<io::Result<Bytes>>(16);
+    let (tx, rx) = mpsc::channel::<Piece>(16);
     let store: Store = state.ops.store.clone();
     let writer = tokio::task::spawn_blocking(move || {
-        let (sha, size) = store.put_blob(ChannelReader { rx, cur: Bytes::new() })?;
+        let (sha, size) = store.put_blob(ChannelReader { rx, cur: Bytes::new(), ended: false })?;
         store.insert_or_touch_file(&sha, size)
     });
     let mut stream = body.into_data_stream();
-    while let Some(chunk) = stream.next().await {
-        let item = chunk.map_err(|e| io::Error::other(format!("reading the upload failed: {e}")));
-        let failed = item.is_err();
-        if tx.send(item).await.is_err() || failed {
+    loop {
+        let item = match stream.next().await {
+            Some(chunk) => chunk.map(Some).map_err(|e| io::Error::other(format!("reading the upload failed: {e}"))),
+            None => Ok(None),
+        };
+        let last = !matches!(item, Ok(Some(_)));
+        if tx.send(item).await.is_err() || last {
             break;
         }
     }
