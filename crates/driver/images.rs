@@ -12,6 +12,7 @@ use uuid::Uuid;
 use super::client::Client;
 use super::image::Image;
 use super::paging::Paging;
+use crate::transport;
 
 crate::flavor::declare! {
     /// The images area of the API. Get it with `client.images()`.
@@ -404,14 +405,14 @@ impl ImportImage {
             tag: Some(tag.clone()),
             timeout: Some(timeout.as_secs().max(1)),
         };
-        let http = self.client.http();
-        let created: contree_core::models::ImageImportResponse =
-            http.json(&http.call(Method::POST, &["images", "import"]).json(&body)?).await?;
-        let op: OperationResponse = super::operation::wait(&self.client, &created.uuid.to_string(), timeout).await?;
+        let span = super::trace::OpSpan::import(&body.registry.url);
+        let imported =
+            transport::instrumented!(span.span().clone(), import_and_wait(&self.client, &body, timeout)).await;
+        span.end(&imported);
+        let (op_id, op) = imported?;
         let result = op.result.unwrap_or_default();
-        let uuid = result.image.ok_or_else(|| {
-            Error::operation_failed(created.uuid.to_string(), "the import finished without an image uuid")
-        })?;
+        let uuid =
+            result.image.ok_or_else(|| Error::operation_failed(op_id, "the import finished without an image uuid"))?;
         Ok(Image {
             client: self.client.clone(),
             uuid: Some(uuid),
@@ -421,4 +422,21 @@ impl ImportImage {
             output: None,
         })
     }
+}
+
+/// Starts the import (`POST /images/import`) and waits for its operation; returns the
+/// operation id and its final record. Runs inside the `contree.import` span.
+#[crate::maybe]
+async fn import_and_wait(
+    client: &Client,
+    body: &ImageImportRequest,
+    timeout: Duration,
+) -> Result<(String, OperationResponse)> {
+    let http = client.http();
+    let created: contree_core::models::ImageImportResponse =
+        http.json(&http.call(Method::POST, &["images", "import"]).json(body)?).await?;
+    let op_id = created.uuid.to_string();
+    super::trace::record_operation_id(&op_id);
+    let op = super::operation::wait(client, &op_id, timeout).await?;
+    Ok((op_id, op))
 }

@@ -31,6 +31,7 @@ pub(crate) mod process;
 pub(crate) mod run;
 pub(crate) mod session;
 pub(crate) mod subprocess;
+pub(crate) mod trace;
 
 /// A type's own name (the last path segment), for `Debug` output that shows the flavor's
 /// public name.
