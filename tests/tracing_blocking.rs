@@ -1,0 +1,27 @@
+//! The SDK's span tree, blocking flavor, against an embedded contree-local server.
+#![cfg(feature = "blocking")]
+
+pub(crate) use maybe_async::must_be_sync as maybe;
+
+#[path = "support/local.rs"]
+mod support;
+
+mod flavor {
+    pub use contree::blocking::{ContreeImageSync as Image, ContreeSync as Client, RunEventSync as RunEvent};
+}
+
+#[path = "tracing/mod.rs"]
+mod scenarios;
+
+macro_rules! blocking_tests {
+    ($($name:ident),* $(,)?) => {
+        $(
+            #[test]
+            fn $name() {
+                scenarios::$name()
+            }
+        )*
+    };
+}
+
+tracing_scenarios!(blocking_tests);
