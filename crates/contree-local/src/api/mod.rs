@@ -12,6 +12,7 @@ pub(crate) mod operations;
 pub(crate) mod params;
 pub(crate) mod spawn_fields;
 pub(crate) mod subprocesses;
+pub(crate) mod trace;
 pub(crate) mod whoami;
 
 use std::sync::Arc;
@@ -22,7 +23,6 @@ use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, patch, post};
 use tower_http::compression::CompressionLayer;
 use tower_http::decompression::RequestDecompressionLayer;
-use tower_http::trace::TraceLayer;
 use uuid::Uuid;
 
 use crate::ops::Ops;
@@ -66,6 +66,7 @@ pub(crate) fn router(state: AppState, token: auth::TokenCheck) -> Router {
         .route("/inspect/{image}/archive", get(inspect::archive).head(inspect::archive_head))
         .route("/inspect/{image}/list", get(inspect::list))
         .route("/inspect/{image}/grep", get(inspect::grep))
+        .route_layer(axum::middleware::from_fn(trace::record_route))
         .fallback(error::fallback)
         .with_state(state);
     Router::new()
@@ -77,8 +78,9 @@ pub(crate) fn router(state: AppState, token: auth::TokenCheck) -> Router {
         // Event streams are excluded by the default predicate; they gzip themselves with a
         // sync flush per event (see `events`).
         .layer(CompressionLayer::new())
-        .layer(TraceLayer::new_for_http())
         .layer(axum::middleware::map_response(move |resp| listener::close_when_short(resp, fd_reserve)))
+        // Outermost: the span covers everything, refused tokens and unknown routes included.
+        .layer(axum::middleware::from_fn(trace::request_span))
 }
 
 /// Runs blocking work (SQLite, the disk) on a blocking thread: a store call waits for locks
