@@ -143,7 +143,8 @@ pub(crate) fn import(ops: &Arc<Ops>, req: ImageImportRequest) -> Result<Uuid, Ap
     };
     let ops = ops.clone();
     let span = live.span.clone();
-    tokio::runtime::Handle::current().spawn(tracing::Instrument::instrument(run_registry_import(ops, live, record, source), span));
+    tokio::runtime::Handle::current()
+        .spawn(tracing::Instrument::instrument(run_registry_import(ops, live, record, source), span));
     Ok(uuid)
 }
 
