@@ -79,9 +79,10 @@ fn report(label: &str, mut lat: Vec<Duration>, baseline: Option<Duration>) -> Du
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     // The server runs on threads of its own, with no subscriber (none is ever global here).
-    let server = std::thread::spawn(|| contree_local::LocalServer::start_blocking(contree_local::LocalConfig::default()))
-        .join()
-        .expect("server thread")?;
+    let server =
+        std::thread::spawn(|| contree_local::LocalServer::start_blocking(contree_local::LocalConfig::default()))
+            .join()
+            .expect("server thread")?;
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let client = contree::Contree::builder().base_url(server.base_url()).token(server.token()).build()?;
     let base = client.images().use_image(contree_local::BASE_IMAGE_TAG)?;
