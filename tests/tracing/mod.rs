@@ -21,7 +21,8 @@ macro_rules! tracing_scenarios {
         $m!(
             a_run_is_one_span_with_a_child_span_per_request,
             spawn_and_events_runs_have_the_same_tree,
-            a_failed_request_is_an_error_span_without_its_query
+            a_failed_request_is_an_error_span_without_its_query,
+            a_retried_request_is_a_span_per_attempt_with_a_retry_event
         );
     };
 }
@@ -201,4 +202,85 @@ pub async fn a_failed_request_is_an_error_span_without_its_query() {
         assert!(!value.contains(&missing), "the query leaked into `{key}`: {value}");
     }
     check_no_secrets(&c, &token);
+}
+
+/// A one-route HTTP server on a thread: answers 503 (`Retry-After: 0`) to the first request
+/// and 200 to the others, on any connection; returns its port.
+fn flaky_server() -> u16 {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let served = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    std::thread::spawn(move || {
+        // Bounded: the test makes two requests; a few spare connections at most.
+        for conn in listener.incoming().take(8) {
+            let Ok(conn) = conn else { break };
+            let served = served.clone();
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(conn.try_clone().unwrap());
+                let mut conn = conn;
+                loop {
+                    // One request: its head up to the empty line (HEAD has no body).
+                    let mut line = String::new();
+                    let mut got = false;
+                    while reader.read_line(&mut line).map(|n| n > 0).unwrap_or(false) {
+                        got = true;
+                        if line == "\r\n" {
+                            break;
+                        }
+                        line.clear();
+                    }
+                    if !got {
+                        return;
+                    }
+                    let answer = if served.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
+                        "HTTP/1.1 503 Service Unavailable\r\nretry-after: 0\r\ncontent-length: 0\r\n\r\n"
+                    } else {
+                        "HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n"
+                    };
+                    if conn.write_all(answer.as_bytes()).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    port
+}
+
+#[crate::maybe]
+pub async fn a_retried_request_is_a_span_per_attempt_with_a_retry_event() {
+    let port = flaky_server();
+    let token = "retry-test-token-8d1f0a";
+    let client = Client::builder().base_url(format!("http://127.0.0.1:{port}")).token(token).build().expect("client");
+    let sha = "ab".repeat(32);
+    let capture = Capture::default();
+    {
+        let _guard = tracing::subscriber::set_default(subscriber(&capture));
+        let found = client.files().exists(&sha).await.expect("retried, then answered");
+        assert!(found);
+    }
+    let c = capture.snapshot();
+    let requests = c.named("contree.http");
+    assert_eq!(requests.len(), 2, "one span per attempt: {:#?}", c.spans);
+    let (first, second) = (&c.spans[requests[0]], &c.spans[requests[1]]);
+    for span in [first, second] {
+        assert_eq!(span.fields.get("otel.name").map(String::as_str), Some("HEAD /v1/files/{sha256}"), "{span:?}");
+        assert_eq!(span.parent, None, "{span:?}");
+    }
+    assert_eq!(first.fields.get("http.response.status_code").map(String::as_str), Some("503"), "{first:?}");
+    assert_eq!(first.fields.get("error.type").map(String::as_str), Some("503"), "{first:?}");
+    assert!(!first.fields.contains_key("http.request.resend_count"), "{first:?}");
+    assert_eq!(second.fields.get("http.request.resend_count").map(String::as_str), Some("1"), "{second:?}");
+    assert_eq!(second.fields.get("http.response.status_code").map(String::as_str), Some("200"), "{second:?}");
+    let retry = c
+        .events
+        .iter()
+        .find(|e| e.fields.get("message").map(String::as_str) == Some("contree request retried"))
+        .unwrap_or_else(|| panic!("no retry event: {:#?}", c.events));
+    assert_eq!(retry.span, Some(requests[0]), "the retry is an event of the attempt it repeats");
+    for (key, value) in c.all_values() {
+        assert!(!value.contains(&sha), "the file's hash (an id) is a placeholder: `{key}` = {value}");
+    }
+    check_no_secrets(&c, token);
 }
