@@ -3,11 +3,19 @@
 
 pub(crate) use maybe_async::must_be_async as maybe;
 
-#[path = "support/local.rs"]
-mod support;
+mod support {
+    #[path = "../support/local.rs"]
+    mod local;
+    pub use local::local_server;
+    #[path = "../support/registry.rs"]
+    pub mod registry;
+}
 
 mod flavor {
     pub use contree::{Contree as Client, ContreeImage as Image, RunEvent};
+
+    /// Names the scenarios' registry repositories apart from the other flavor's.
+    pub const NAME: &str = "async";
 }
 
 #[path = "tracing/mod.rs"]

@@ -22,7 +22,8 @@ macro_rules! tracing_scenarios {
             a_run_is_one_span_with_a_child_span_per_request,
             spawn_and_events_runs_have_the_same_tree,
             a_failed_request_is_an_error_span_without_its_query,
-            a_retried_request_is_a_span_per_attempt_with_a_retry_event
+            a_retried_request_is_a_span_per_attempt_with_a_retry_event,
+            an_import_is_one_span_with_its_requests_and_no_password
         );
     };
 }
@@ -283,4 +284,37 @@ pub async fn a_retried_request_is_a_span_per_attempt_with_a_retry_event() {
         assert!(!value.contains(&sha), "the file's hash (an id) is a placeholder: `{key}` = {value}");
     }
     check_no_secrets(&c, token);
+}
+
+#[crate::maybe]
+pub async fn an_import_is_one_span_with_its_requests_and_no_password() {
+    use crate::support::registry as reg;
+    let (client, _base, token, _port) = setup();
+    let r = reg::auth_registry();
+    let repo = format!("test/traced-{}", crate::flavor::NAME);
+    reg::push_image(r, &repo, "1", &[reg::busybox_layer()], &reg::config(reg::host_arch(), &[], None));
+    let reference = format!("{}/{repo}:1", r.addr);
+    let capture = Capture::default();
+    {
+        let _guard = tracing::subscriber::set_default(subscriber(&capture));
+        client.images().import_from(&reference).credentials(reg::USER, reg::PASSWORD).send().await.expect("import");
+    }
+    let c = capture.snapshot();
+    let imports = c.named("contree.import");
+    assert_eq!(imports.len(), 1, "{:#?}", c.spans);
+    let f = &c.spans[imports[0]].fields;
+    let op_id = f.get("contree.operation.id").expect("the operation id");
+    assert_eq!(op_id.len(), 36, "{f:?}");
+    assert!(f.get("contree.image").is_some_and(|i| i.contains(&repo)), "{f:?}");
+    assert_eq!(f.get("contree.operation.status").map(String::as_str), Some("SUCCESS"), "{f:?}");
+    assert_eq!(f.get("otel.status_code").map(String::as_str), Some("OK"), "{f:?}");
+    assert!(f.contains_key("contree.duration_ms"), "{f:?}");
+    let names: Vec<&str> = c.children(imports[0]).iter().map(|&i| c.spans[i].fields["otel.name"].as_str()).collect();
+    assert_eq!(names.first(), Some(&"POST /v1/images/import"), "{names:?}");
+    assert!(names[1..].iter().all(|n| *n == "GET /v1/operations/{operationId}"), "{names:?}");
+    assert!(names.len() >= 2, "{names:?}");
+    for (key, value) in c.all_values() {
+        assert!(!value.contains(reg::PASSWORD), "the registry password is in `{key}`: {value}");
+    }
+    check_no_secrets(&c, &token);
 }
