@@ -158,9 +158,9 @@ compile_error!(
 
 #[doc(inline)]
 pub use contree_core::{
-    ApiUrl, ContreeConfig, Error, ErrorKind, ExitStatus, FileSource, ImageKind, ImageRef, ImageState, IntoImageRef,
-    IntoUuid, OciReference, ProcessFailure, Result, RetryPolicy, RunOutput, Secret, TimeFilter, UploadFileSpec,
-    UploadedFile, models,
+    ApiUrl, ContreeConfig, Error, ErrorKind, ExitStatus, FileSource, HttpVersion, ImageKind, ImageRef, ImageState,
+    IntoImageRef, IntoUuid, OciReference, ProcessFailure, Result, RetryPolicy, RunOutput, Secret, TimeFilter,
+    UploadFileSpec, UploadedFile, models,
 };
 
 /// The wire-level layer: request and response models, the stream codec, config resolution,

@@ -10,9 +10,12 @@ mod flavor {
     pub use contree::{Contree as Client, ContreeImage as Image, OutputTarget, Stdin, UploadFileSpec};
 
     /// A client for the shared embedded server, and its built-in base image.
+    ///
+    /// Over h2c, as `LocalServer::client_config` sets it up; the blocking suite speaks
+    /// HTTP/1.1 to the same scenarios, so both protocols run end to end.
     pub fn backend() -> (Client, Image) {
         let server = crate::support::local_server();
-        let client = Client::builder().base_url(server.base_url()).token(server.token()).build().expect("client");
+        let client = Client::builder().config(server.client_config()).build().expect("client");
         let base = client.images().use_image(contree_local::BASE_IMAGE_TAG).expect("base image");
         (client, base)
     }

@@ -15,6 +15,8 @@ mod flavor {
     /// A client for the shared embedded server, and its built-in base image.
     pub fn backend() -> (Client, Image) {
         let server = crate::support::local_server();
+        // HTTP/1.1 (the default for plain http://); the async suite runs the same scenarios
+        // over h2c.
         let client = Client::builder().base_url(server.base_url()).token(server.token()).build().expect("client");
         let base = client.images().use_image(contree_local::BASE_IMAGE_TAG).expect("base image");
         (client, base)

@@ -4,7 +4,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use contree_core::models::WhoAmIResponse;
-use contree_core::{ContreeConfig, Result, RetryPolicy, Secret};
+use contree_core::{ContreeConfig, HttpVersion, Result, RetryPolicy, Secret};
 use reqwest::Method;
 
 use super::files::Files;
@@ -171,6 +171,24 @@ impl ClientBuilder {
     /// above the server's keep-alive period (15 s). Default: 90 s.
     pub fn sse_keepalive_timeout(mut self, timeout: Duration) -> Self {
         self.config.sse_keepalive_timeout = timeout;
+        self
+    }
+
+    /// Which HTTP versions to speak (default [`HttpVersion::Auto`]: HTTP/2 where TLS
+    /// negotiates it, else HTTP/1.1).
+    ///
+    /// [`HttpVersion::Http2PriorKnowledge`] is for servers known to speak HTTP/2 over plain
+    /// TCP, such as contree-local: every request and event stream then shares one connection.
+    #[doc = crate::doc_examples::example!(builder_http2)]
+    pub fn http_version(mut self, version: HttpVersion) -> Self {
+        self.config.http_version = version;
+        self
+    }
+
+    /// The most connections to an HTTP/1.1 server at once (default 64; see
+    /// [`ContreeConfig::max_connections`]). Checked by [`build`](Self::build).
+    pub fn max_connections(mut self, max: usize) -> Self {
+        self.config.max_connections = max;
         self
     }
 

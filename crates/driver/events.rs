@@ -28,7 +28,7 @@ use reqwest::Method;
 use reqwest::header::HeaderValue;
 
 use super::client::Client;
-use super::http::Timeout;
+use super::http::{StreamSlot, Timeout};
 use crate::transport::{self, EventBody};
 
 /// What the follower produces.
@@ -57,6 +57,8 @@ pub(crate) struct EventFollower {
     idle_reconnects: u32,
     /// The stream broke: read the status before connecting again.
     broken: bool,
+    /// The event stream's share of the connection bound (HTTP/1.1), held while it is open.
+    stream_slot: Option<transport::Permit>,
     /// How long the server asked to wait before the next connect (its `Retry-After`).
     pause: Option<Duration>,
     /// The last `Retry-After` seen, kept in the timeout error.
@@ -87,6 +89,7 @@ impl EventFollower {
             last_hint: None,
             terminal: None,
             drain_until: None,
+            stream_slot: None,
         }
     }
 
@@ -119,6 +122,7 @@ impl EventFollower {
     /// before the next connect.
     fn drop_stream(&mut self) {
         self.resp = None;
+        self.stream_slot = None;
         self.parser = SseParser::new();
         self.broken = true;
     }
@@ -241,7 +245,12 @@ impl EventFollower {
                     self.pending.push_back(Followed::Event(event));
                     if done {
                         self.finished = true;
-                        self.resp = None;
+                        // The server ends the body right after `completion`: reading it to
+                        // its end (in the background) keeps an HTTP/1.1 connection reusable.
+                        if let Some(body) = self.resp.take() {
+                            transport::finish_event_body(body);
+                        }
+                        self.stream_slot = None;
                         self.terminal = None;
                         return;
                     }
@@ -258,6 +267,17 @@ impl EventFollower {
     #[crate::maybe]
     async fn connect(&mut self) -> Result<()> {
         let http = self.client.http();
+        match http.try_stream_slot() {
+            StreamSlot::Unbounded => {}
+            StreamSlot::Held(permit) => self.stream_slot = Some(permit),
+            StreamSlot::Full => {
+                // Every connection that streams may take is streaming: poll this one, so
+                // that sockets stay bounded and short requests still find a connection.
+                tracing::debug!(operation = %self.op_id, "connection bound reached; following by polling");
+                self.polling = true;
+                return Ok(());
+            }
+        }
         let mut query: Vec<(&str, String)> = vec![("follow", "1".into())];
         if let Some(spid) = self.spid {
             query.push(("spid", spid.to_string()));
@@ -340,6 +360,7 @@ impl EventFollower {
     #[crate::maybe]
     async fn time_out(&mut self) -> Error {
         self.resp = None;
+        self.stream_slot = None;
         self.finished = true;
         // Best effort, and briefly: the caller's deadline has passed already.
         let grace = Some(Instant::now() + CANCEL_GRACE);

@@ -7,11 +7,14 @@
 //!   have reached the server is never replayed except on 425/429 (see `contree_core::retry`).
 
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
+use contree_core::config::RESERVED_FOR_REQUESTS;
 use contree_core::retry::{Failure, RetryDecision};
-use contree_core::{ApiUrl, ContreeConfig, Error, Result, RetryPolicy};
+use contree_core::{ApiUrl, ContreeConfig, Error, HttpVersion, Result, RetryPolicy};
 use reqwest::Method;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use serde::Serialize;
@@ -121,6 +124,36 @@ pub(crate) struct Http {
     unary: Duration,
     body_idle: Duration,
     sse_idle: Duration,
+    /// The connection bound (see [`Slots`]).
+    slots: Arc<Slots>,
+}
+
+/// The bound on connections to a server that speaks HTTP/1.1 (`ContreeConfig::max_connections`).
+///
+/// Each request in flight holds a connection, so a request waits for one of `requests`
+/// before it is sent and keeps it while its response is read. Event streams hold theirs for a
+/// run's whole life, so they also need one of `streams`, which has fewer: the difference is
+/// always left to short requests, which therefore never wait behind streams, and a follower
+/// that finds no stream slot polls instead. Once a response comes back over HTTP/2 (TLS
+/// negotiated it, or the client was told), every request shares one connection and the bound
+/// is dropped; with prior knowledge, `requests` has one slot until then, so that a burst of
+/// first requests shares the first connection instead of each opening one.
+#[derive(Debug)]
+pub(crate) struct Slots {
+    requests: transport::Semaphore,
+    /// `None`: streams need no slot of their own (HTTP/2 prior knowledge).
+    streams: Option<transport::Semaphore>,
+    multiplexed: AtomicBool,
+}
+
+/// What [`Http::try_stream_slot`] found.
+pub(crate) enum StreamSlot {
+    /// No bound applies (HTTP/2).
+    Unbounded,
+    /// A slot, held for the stream's life.
+    Held(transport::Permit),
+    /// Every stream slot is taken: follow by polling.
+    Full,
 }
 
 impl std::fmt::Debug for Http {
@@ -144,7 +177,40 @@ impl Http {
             value.set_sensitive(true);
             headers.insert(HeaderName::from_static(name), value);
         }
-        let client = HttpClientBuilder::new()
+        let mut builder = HttpClientBuilder::new();
+        let slots = match config.http_version {
+            HttpVersion::Http2PriorKnowledge => {
+                builder = builder.http2_prior_knowledge();
+                // Until the first answer, one request at a time: a burst of first requests
+                // would each open a connection of its own.
+                Slots { requests: transport::Semaphore::new(1), streams: None, multiplexed: AtomicBool::new(false) }
+            }
+            version => {
+                if version == HttpVersion::Http1Only {
+                    builder = builder.http1_only();
+                }
+                let max = config.max_connections;
+                if max <= RESERVED_FOR_REQUESTS {
+                    return Err(Error::invalid_argument(
+                        "max_connections",
+                        format!(
+                            "must be more than {RESERVED_FOR_REQUESTS} (the connections kept for short requests), not {max}"
+                        ),
+                    ));
+                }
+                builder = builder.pool_max_idle_per_host(max);
+                Slots {
+                    requests: transport::Semaphore::new(max),
+                    streams: Some(transport::Semaphore::new(max - RESERVED_FOR_REQUESTS)),
+                    multiplexed: AtomicBool::new(false),
+                }
+            }
+        };
+        let slots = Arc::new(slots);
+        let client = builder
+            // Uploads over HTTP/2: fewer, larger frames and a window that grows with the link.
+            .http2_adaptive_window(true)
+            .http2_max_frame_size(256 * 1024)
             .default_headers(headers)
             .user_agent(config.user_agent())
             .gzip(true)
@@ -160,7 +226,42 @@ impl Http {
             unary: config.transport_timeout,
             body_idle: config.body_idle_timeout,
             sse_idle: config.sse_keepalive_timeout,
+            slots,
         })
+    }
+
+    /// A slot for an event stream: [`StreamSlot::Full`] tells the caller to poll instead.
+    pub fn try_stream_slot(&self) -> StreamSlot {
+        match &self.slots.streams {
+            Some(streams) if !self.slots.multiplexed.load(Ordering::Relaxed) => match streams.try_acquire() {
+                Some(permit) => StreamSlot::Held(permit),
+                None => StreamSlot::Full,
+            },
+            _ => StreamSlot::Unbounded,
+        }
+    }
+
+    /// Waits for a connection slot unless requests are known to share one HTTP/2 connection
+    /// (`None`: no bound applies).
+    #[crate::maybe]
+    async fn request_slot(&self) -> Option<transport::Permit> {
+        if self.slots.multiplexed.load(Ordering::Relaxed) {
+            return None;
+        }
+        self.slots.requests.acquire().await
+    }
+
+    /// Keeps `permit` for as long as `resp` lives (its body holds the connection), or lets it
+    /// go, and the bound with it, when the answer came over HTTP/2.
+    fn hold_slot(&self, resp: &mut Response, permit: Option<transport::Permit>) {
+        let Some(permit) = permit else { return };
+        if resp.version() == reqwest::Version::HTTP_2 {
+            if !self.slots.multiplexed.swap(true, Ordering::Relaxed) {
+                tracing::debug!("the server speaks HTTP/2: requests share one connection; no connection bound");
+            }
+            return;
+        }
+        resp.extensions_mut().insert(Arc::new(permit));
     }
 
     pub fn api(&self) -> &ApiUrl {
@@ -320,10 +421,13 @@ impl Http {
             }
         };
         req = transport::apply_timeout(req, timeout);
-        req.send().await.map_err(|e| {
+        let permit = self.request_slot().await;
+        let mut resp = req.send().await.map_err(|e| {
             let (failure, err) = classify(e);
             Attempt::Failed(failure, err.with_request(call.method.as_str(), redact_url(&call.url)))
-        })
+        })?;
+        self.hold_slot(&mut resp, permit);
+        Ok(resp)
     }
 
     /// Turns a non-2xx response into an `Error`, reading the `{error, status}` body if any.
@@ -331,7 +435,7 @@ impl Http {
     pub async fn status_error(&self, call: &Call, resp: Response) -> Error {
         let status = resp.status().as_u16();
         let retry_after = retry_after(&resp);
-        let body = resp.bytes().await.unwrap_or_default();
+        let body = body_bytes(resp).await.unwrap_or_default();
         let message = error_message(status, &body);
         Error::from_status(status, message, retry_after).with_request(call.method.as_str(), redact_url(&call.url))
     }
@@ -340,8 +444,9 @@ impl Http {
     #[crate::maybe]
     pub async fn json<T: DeserializeOwned>(&self, call: &Call) -> Result<T> {
         let resp = self.send(call).await?;
-        let body =
-            resp.bytes().await.map_err(|e| classify(e).1.with_request(call.method.as_str(), redact_url(&call.url)))?;
+        let body = body_bytes(resp)
+            .await
+            .map_err(|e| classify(e).1.with_request(call.method.as_str(), redact_url(&call.url)))?;
         decode_json(call, &body)
     }
 
@@ -349,9 +454,20 @@ impl Http {
     #[crate::maybe]
     pub async fn unit(&self, call: &Call) -> Result<()> {
         let resp = self.send(call).await?;
-        let _ = resp.bytes().await;
+        let _ = body_bytes(resp).await;
         Ok(())
     }
+}
+
+/// Reads a whole response body, keeping its connection slot (if any) until the last byte:
+/// the connection goes back to the pool only then, and a slot freed earlier would let the
+/// next request open a connection beside it.
+#[crate::maybe]
+pub(crate) async fn body_bytes(mut resp: Response) -> reqwest::Result<Bytes> {
+    let slot = resp.extensions_mut().remove::<Arc<transport::Permit>>();
+    let body = resp.bytes().await;
+    drop(slot);
+    body
 }
 
 /// Why one attempt did not produce a response.

@@ -107,7 +107,7 @@ impl Images {
             });
         }
         // Some deployments answer the image directly instead of redirecting.
-        let body = resp.bytes().await.map_err(|e| super::http::classify(e).1)?;
+        let body = super::http::body_bytes(resp).await.map_err(|e| super::http::classify(e).1)?;
         let m: ImageModel = super::http::decode_json(&call, &body)?;
         Ok(m.uuid)
     }
@@ -155,7 +155,7 @@ impl Images {
         let http = self.client.http();
         let call = http.call_with_query(Method::DELETE, &["images", &uuid.to_string(), "tag"], query);
         let resp = http.send(&call).await?;
-        let body = resp.bytes().await.map_err(|e| super::http::classify(e).1)?;
+        let body = super::http::body_bytes(resp).await.map_err(|e| super::http::classify(e).1)?;
         if body.iter().all(u8::is_ascii_whitespace) {
             return Ok(None);
         }

@@ -34,7 +34,7 @@ pub(crate) async fn get_by(
     let call = http.call_with_query(Method::GET, &["operations", id], query).deadline(deadline);
     let resp = http.send(&call).await?;
     let hint = super::http::retry_after(&resp);
-    let body = resp.bytes().await.map_err(|e| super::http::classify(e).1)?;
+    let body = super::http::body_bytes(resp).await.map_err(|e| super::http::classify(e).1)?;
     let op: OperationResponse = super::http::decode_json(&call, &body)?;
     Ok((op, hint))
 }

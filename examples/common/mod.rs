@@ -40,7 +40,8 @@ pub async fn connect() -> Result<Connection, Box<dyn std::error::Error>> {
     let server =
         contree_local::LocalServer::start(contree_local::LocalConfig::default()).await.map_err(cannot_start)?;
     no_credentials_line(server.base_url());
-    let client = contree::Contree::builder().base_url(server.base_url()).token(server.token()).build()?;
+    // The embedded server speaks HTTP/2 over plain TCP: one connection carries every run.
+    let client = contree::Contree::builder().config(server.client_config()).build()?;
     let base = client.images().use_image(contree_local::BASE_IMAGE_TAG)?;
     Ok(Connection { client, base, _server: Some(server) })
 }
@@ -66,7 +67,7 @@ pub fn connect_sync() -> Result<ConnectionSync, Box<dyn std::error::Error>> {
     let server =
         contree_local::LocalServer::start_blocking(contree_local::LocalConfig::default()).map_err(cannot_start)?;
     no_credentials_line(server.base_url());
-    let client = ContreeSync::builder().base_url(server.base_url()).token(server.token()).build()?;
+    let client = ContreeSync::builder().config(server.client_config()).build()?;
     let base = client.images().use_image(contree_local::BASE_IMAGE_TAG)?;
     Ok(ConnectionSync { client, base, _server: Some(server) })
 }

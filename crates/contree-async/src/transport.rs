@@ -275,3 +275,42 @@ impl AtomicFile {
         Ok(())
     }
 }
+
+/// Counts connections of an HTTP/1.1 client (see `ContreeConfig::max_connections`).
+#[derive(Debug, Clone)]
+pub(crate) struct Semaphore(std::sync::Arc<tokio::sync::Semaphore>);
+
+/// One counted connection; released when dropped.
+pub(crate) type Permit = tokio::sync::OwnedSemaphorePermit;
+
+impl Semaphore {
+    pub(crate) fn new(permits: usize) -> Self {
+        Semaphore(std::sync::Arc::new(tokio::sync::Semaphore::new(permits)))
+    }
+
+    /// Waits for a permit (`None` only if the semaphore were closed, which ours never is).
+    pub(crate) async fn acquire(&self) -> Option<Permit> {
+        self.0.clone().acquire_owned().await.ok()
+    }
+
+    /// A permit if one is free now.
+    pub(crate) fn try_acquire(&self) -> Option<Permit> {
+        self.0.clone().try_acquire_owned().ok()
+    }
+}
+
+/// How long a finished event stream may take to end in the background.
+const EVENT_BODY_DRAIN: Duration = Duration::from_secs(2);
+
+/// An event stream that delivered its last event: read to its end on a background task, so
+/// an HTTP/1.1 connection goes back to the pool instead of being closed. Without a runtime
+/// (impossible here: the stream was read on one) it is simply dropped.
+pub(crate) fn finish_event_body(body: EventBody) {
+    if let Ok(handle) = tokio::runtime::Handle::try_current() {
+        handle.spawn(async move {
+            let mut resp = body.0;
+            let _ =
+                tokio::time::timeout(EVENT_BODY_DRAIN, async { while let Ok(Some(_)) = resp.chunk().await {} }).await;
+        });
+    }
+}

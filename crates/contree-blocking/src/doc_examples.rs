@@ -47,6 +47,17 @@ println!("token {}", me.token_uuid);
 "#
         )
     };
+    (builder_http2) => {
+        $crate::doc_examples::wrap!(
+            r#"// contree-local speaks HTTP/2 over plain TCP: one connection carries every run.
+let client = ContreeSync::builder()
+    .base_url("http://127.0.0.1:8080")
+    .token("my-token")
+    .http_version(HttpVersion::Http2PriorKnowledge)
+    .build()?;
+"#
+        )
+    };
     (images) => {
         $crate::doc_examples::wrap!(
             r#"let images = client.images();

@@ -28,8 +28,8 @@ mod transport;
 
 #[doc(inline)]
 pub use contree_core::{
-    ContreeConfig, Error, ErrorKind, ExitStatus, FileSource, ImageKind, ImageRef, ImageState, IntoUuid, ProcessFailure,
-    Result, RetryPolicy, RunOutput, TimeFilter, UploadFileSpec, UploadedFile, models,
+    ContreeConfig, Error, ErrorKind, ExitStatus, FileSource, HttpVersion, ImageKind, ImageRef, ImageState, IntoUuid,
+    ProcessFailure, Result, RetryPolicy, RunOutput, TimeFilter, UploadFileSpec, UploadedFile, models,
 };
 pub use driver::client::{ContreeBuilderSync, ContreeSync};
 pub use driver::files::{FilesSync, UploadSourceSync};

@@ -128,6 +128,12 @@ pub(crate) fn event_body(mut resp: Response) -> EventBody {
     EventBody { rx }
 }
 
+/// An event stream that delivered its last event. Its reader thread reads on to the body's
+/// end before it notices the handle is gone, so an HTTP/1.1 connection goes back to the pool.
+pub(crate) fn finish_event_body(body: EventBody) {
+    drop(body);
+}
+
 /// The next chunk of an event stream, or `None` at its end; a Timeout error after `idle`.
 pub(crate) fn next_event_chunk(body: &mut EventBody, idle: Duration) -> Result<Option<Bytes>> {
     use std::sync::mpsc::RecvTimeoutError;
@@ -349,5 +355,55 @@ impl AtomicFile {
         self.file.sync_all().map_err(io)?;
         self.tmp.persist(&self.target).map_err(|e| io(e.error))?;
         Ok(())
+    }
+}
+
+/// Counts connections of an HTTP/1.1 client (see `ContreeConfig::max_connections`).
+#[derive(Debug, Clone)]
+pub(crate) struct Semaphore(std::sync::Arc<SemaphoreState>);
+
+#[derive(Debug)]
+pub(crate) struct SemaphoreState {
+    free: std::sync::Mutex<usize>,
+    released: std::sync::Condvar,
+}
+
+/// One counted connection; released when dropped.
+#[derive(Debug)]
+pub(crate) struct Permit(std::sync::Arc<SemaphoreState>);
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        *self.0.free.lock().unwrap_or_else(|p| p.into_inner()) += 1;
+        self.0.released.notify_one();
+    }
+}
+
+impl Semaphore {
+    pub(crate) fn new(permits: usize) -> Self {
+        Semaphore(std::sync::Arc::new(SemaphoreState {
+            free: std::sync::Mutex::new(permits),
+            released: std::sync::Condvar::new(),
+        }))
+    }
+
+    /// Waits for a permit (always `Some`; the async flavor's may not be).
+    pub(crate) fn acquire(&self) -> Option<Permit> {
+        let mut free = self.0.free.lock().unwrap_or_else(|p| p.into_inner());
+        while *free == 0 {
+            free = self.0.released.wait(free).unwrap_or_else(|p| p.into_inner());
+        }
+        *free -= 1;
+        Some(Permit(self.0.clone()))
+    }
+
+    /// A permit if one is free now.
+    pub(crate) fn try_acquire(&self) -> Option<Permit> {
+        let mut free = self.0.free.lock().unwrap_or_else(|p| p.into_inner());
+        if *free == 0 {
+            return None;
+        }
+        *free -= 1;
+        Some(Permit(self.0.clone()))
     }
 }

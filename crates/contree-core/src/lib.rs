@@ -25,7 +25,7 @@ pub mod state;
 pub mod url;
 pub mod validate;
 
-pub use config::{AuthKind, ContreeConfig, Secret};
+pub use config::{AuthKind, ContreeConfig, HttpVersion, Secret};
 pub use error::{Error, ErrorKind, ProcessFailure, Result};
 pub use image_ref::{ImageKind, ImageRef, IntoImageRef, TimeFilter};
 pub use oci::OciReference;

@@ -157,21 +157,7 @@ impl LocalServer {
         };
         let app = api::router(state, api::auth::TokenCheck::new(&token));
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            use axum::serve::ListenerExt;
-            let listener = api::listener::ReservingListener::new(listener, reserve);
-            // Without TCP_NODELAY, small writes (an SSE frame, a short JSON body) wait for the
-            // client's delayed ACK: ~40 ms per request.
-            let listener = listener.tap_io(|tcp| {
-                let _ = tcp.set_nodelay(true);
-            });
-            let serve = axum::serve(listener, app).with_graceful_shutdown(async {
-                let _ = stop_rx.await;
-            });
-            if let Err(e) = serve.await {
-                tracing::error!(error = %e, "the HTTP server stopped with an error");
-            }
-        });
+        let task = tokio::spawn(api::serve::serve(listener, reserve, app, stop_rx));
         tracing::info!(%addr, data_dir = %data_dir.display(), "contree-local listening");
         Ok(LocalServer {
             base_url: format!("http://{addr}"),
@@ -221,6 +207,25 @@ impl LocalServer {
     /// The bearer token clients must send.
     pub fn token(&self) -> &str {
         &self.token
+    }
+
+    /// A client configuration for this server: its URL and token, and HTTP/2 with prior
+    /// knowledge, so one connection carries every request and event stream (the server speaks
+    /// HTTP/1.1 and h2c on the same port).
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// let server = contree_local::LocalServer::start(contree_local::LocalConfig::default()).await?;
+    /// let config = server.client_config();
+    /// assert_eq!(config.base_url, server.base_url());
+    /// // contree::Contree::builder().config(config).build()?
+    /// # Ok(()) }
+    /// ```
+    pub fn client_config(&self) -> contree_core::ContreeConfig {
+        let mut config =
+            contree_core::ContreeConfig::default().with_base_url(&self.base_url).with_token(self.token.as_str());
+        config.http_version = contree_core::HttpVersion::Http2PriorKnowledge;
+        config
     }
 
     /// Where the server keeps its state.

@@ -179,6 +179,42 @@ pub struct ContreeConfig {
     pub retry: RetryPolicy,
     /// The profile the settings came from, for diagnostics (`None` when none was used).
     pub profile: Option<String>,
+    /// Which HTTP versions to speak. Default [`HttpVersion::Auto`].
+    pub http_version: HttpVersion,
+    /// The most connections one client opens to the server at once, when the server speaks
+    /// HTTP/1.1 (over HTTP/2 every request shares one connection). Requests beyond it wait
+    /// for a free connection. Event streams hold their connection for a run's whole life, so
+    /// they may take all but [`RESERVED_FOR_REQUESTS`] of them; a run followed beyond that
+    /// polls its status instead of streaming its events, and short requests (spawns, stdin,
+    /// status reads) never wait behind streams. Default 64; at least
+    /// `RESERVED_FOR_REQUESTS + 1`.
+    ///
+    /// Sockets stay near this number and never exceed twice it: the pool keeps at most this
+    /// many idle, and may open one for a request while another is on its way back to it.
+    pub max_connections: usize,
+}
+
+/// Connections of [`ContreeConfig::max_connections`] that event streams never take, so that
+/// spawns, stdin writes and status reads always find one.
+pub const RESERVED_FOR_REQUESTS: usize = 8;
+
+/// Which HTTP versions a client speaks.
+///
+/// The default suits both Contree and contree-local: HTTP/2 where TLS negotiates it (ALPN),
+/// else HTTP/1.1. contree-local also speaks HTTP/2 over plain TCP (h2c), which a client only
+/// uses when told: [`HttpVersion::Http2PriorKnowledge`] multiplexes every request and event
+/// stream on one connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum HttpVersion {
+    /// HTTP/2 when the TLS handshake agrees on it, else HTTP/1.1.
+    #[default]
+    Auto,
+    /// HTTP/1.1 only.
+    Http1Only,
+    /// HTTP/2 from the first byte, also over plain `http://` (h2c). Only for servers known to
+    /// speak it, such as contree-local: others reject the connection.
+    Http2PriorKnowledge,
 }
 
 impl Default for ContreeConfig {
@@ -205,6 +241,8 @@ impl Default for ContreeConfig {
             images_list_batch_size: 100,
             retry: RetryPolicy::default(),
             profile: None,
+            http_version: HttpVersion::Auto,
+            max_connections: 64,
         }
     }
 }

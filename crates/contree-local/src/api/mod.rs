@@ -10,6 +10,7 @@ pub(crate) mod instances;
 pub(crate) mod listener;
 pub(crate) mod operations;
 pub(crate) mod params;
+pub(crate) mod serve;
 pub(crate) mod spawn_fields;
 pub(crate) mod subprocesses;
 pub(crate) mod trace;
