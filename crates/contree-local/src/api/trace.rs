@@ -1,4 +1,4 @@
-//! One `tracing` span per HTTP request (`http.request`), with OpenTelemetry's HTTP server
+//! One `tracing` span per HTTP request (`http.request`, at DEBUG), with OpenTelemetry's HTTP server
 //! field names: `http.request.method`, `http.route` (the route template, from axum's
 //! `MatchedPath`), `url.path`, `http.response.status_code`, `otel.kind = "server"`.
 //!
@@ -17,7 +17,9 @@ use tracing::field::{Empty, display};
 /// downloads) goes on after it.
 pub(crate) async fn request_span(req: Request, next: Next) -> Response {
     let method = req.method().clone();
-    let span = tracing::info_span!(
+    // DEBUG, as tower-http's spans were: under the default `contree_local=info` a request
+    // costs no span bookkeeping; operations (INFO) are few next to the sandboxes they start.
+    let span = tracing::debug_span!(
         "http.request",
         otel.name = Empty,
         otel.kind = "server",
