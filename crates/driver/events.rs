@@ -172,7 +172,7 @@ impl EventFollower {
                     self.drop_stream();
                 }
                 Err(e) => {
-                    tracing::debug!(operation = %self.op_id, error = %e, "event stream broke");
+                    tracing::debug!(operation = %self.op_id, error = %super::trace::redacted(&e), "event stream broke");
                     self.drop_stream();
                 }
             }
@@ -201,7 +201,9 @@ impl EventFollower {
             }
             Ok(_) => {}
             Err(e) if e.is_unauthorized() || e.is_forbidden() => return Err(e.with_operation(&self.op_id)),
-            Err(e) => tracing::debug!(operation = %self.op_id, error = %e, "cannot read the operation's status"),
+            Err(e) => {
+                tracing::debug!(operation = %self.op_id, error = %super::trace::redacted(&e), "cannot read the operation's status")
+            }
         }
         self.idle_reconnects += 1;
         if self.deadline.is_none() && self.idle_reconnects > 20 {
@@ -319,7 +321,7 @@ impl EventFollower {
             Err(e) => {
                 // The retry policy spent its attempts (or the deadline is near): check the
                 // status, then keep following after the server's pause, bounded by the deadline.
-                tracing::debug!(operation = %self.op_id, error = %e, "cannot open the event stream");
+                tracing::debug!(operation = %self.op_id, error = %super::trace::redacted(&e), "cannot open the event stream");
                 if let Some(hint) = e.retry_after() {
                     self.pause = Some(hint);
                     self.last_hint = Some(hint);
@@ -367,7 +369,7 @@ impl EventFollower {
         // Best effort, and briefly: the caller's deadline has passed already.
         let grace = Some(Instant::now() + CANCEL_GRACE);
         if let Err(e) = super::operation::cancel_by(&self.client, &self.op_id, grace).await {
-            tracing::warn!(operation = %self.op_id, error = %e, "could not cancel the timed-out operation");
+            tracing::warn!(operation = %self.op_id, error = %super::trace::redacted(&e), "could not cancel the timed-out operation");
         }
         let err = Error::operation_timed_out(&self.op_id, self.started.elapsed());
         match self.last_hint {

@@ -21,6 +21,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use url::Url;
 
+use super::trace;
 use crate::transport::{self, HttpClient, HttpClientBuilder, Response};
 
 /// How long one request may take.
@@ -59,6 +60,9 @@ pub(crate) struct Call {
     pub deadline: Option<Instant>,
     /// Counts the request body's bytes as they are sent (uploads only; `None` everywhere else).
     pub progress: Option<Progress>,
+    /// The route, with its ids as placeholders (`/v1/operations/{operationId}`): what the
+    /// request's span names (`url.template`) instead of the URL.
+    pub template: Option<&'static str>,
 }
 
 impl Call {
@@ -73,6 +77,7 @@ impl Call {
             idempotent,
             deadline: None,
             progress: None,
+            template: None,
         }
     }
 
@@ -297,7 +302,9 @@ impl Http {
     }
 
     pub fn call(&self, method: Method, segments: &[&str]) -> Call {
-        Call::new(method, self.api.endpoint(segments), self.unary())
+        let mut call = Call::new(method, self.api.endpoint(segments), self.unary());
+        call.template = route_template(segments);
+        call
     }
 
     pub fn call_with_query<'a>(
@@ -306,11 +313,17 @@ impl Http {
         segments: &[&str],
         query: impl IntoIterator<Item = (&'a str, String)>,
     ) -> Call {
-        Call::new(method, self.api.endpoint_with_query(segments, query), self.unary())
+        let mut call = Call::new(method, self.api.endpoint_with_query(segments, query), self.unary());
+        call.template = route_template(segments);
+        call
     }
 
     /// Sends `call`, retrying per the policy, and returns the raw response when its status is
     /// 2xx or 3xx. Any other status becomes an `Error` carrying the server's message.
+    ///
+    /// Each attempt has a span of its own (`contree.http`, the OpenTelemetry convention for
+    /// HTTP clients: resends are new spans with `http.request.resend_count`); a retry is an
+    /// event in the span of the attempt it repeats.
     #[crate::maybe]
     pub async fn send(&self, call: &Call) -> Result<Response> {
         let mut attempts = 0u32;
@@ -319,31 +332,46 @@ impl Http {
             if call.remaining() == Some(Duration::ZERO) {
                 return Err(deadline_error(call, None, None));
             }
+            let span = trace::request_span(call, attempts - 1);
             let started = Instant::now();
             let timeout = call.attempt_timeout();
             let outcome = match call.remaining() {
                 // Async reqwest puts no bound on a streamed call before its headers arrive:
                 // the deadline does.
-                Some(left) => match transport::within(left, || self.send_once(call, timeout)).await {
+                Some(left) => match transport::within(left, || {
+                    transport::instrumented!(span.clone(), self.send_once(call, timeout))
+                })
+                .await
+                {
                     Some(outcome) => outcome,
-                    None => return Err(deadline_error(call, None, None)),
+                    None => {
+                        let err = deadline_error(call, None, None);
+                        trace::record_failure(&span, &err, started.elapsed().as_millis() as u64);
+                        return Err(err);
+                    }
                 },
-                None => self.send_once(call, timeout).await,
+                None => transport::instrumented!(span.clone(), self.send_once(call, timeout)).await,
             };
             let elapsed_ms = started.elapsed().as_millis() as u64;
             let (failure, error_response) = match outcome {
                 Ok(resp) if resp.status().is_success() || resp.status().is_redirection() => {
-                    tracing::debug!(method = %call.method, url = %call.url, status = resp.status().as_u16(), elapsed_ms, attempts, "contree request");
+                    trace::record_response(&span, resp.status().as_u16(), elapsed_ms);
                     return Ok(resp);
                 }
                 Ok(resp) => {
                     let status = resp.status().as_u16();
-                    tracing::debug!(method = %call.method, url = %call.url, status, elapsed_ms, attempts, "contree request failed");
+                    trace::record_response(&span, status, elapsed_ms);
                     (Failure::Status { status, retry_after: retry_after(&resp) }, Ok(resp))
                 }
-                Err(Attempt::Fatal(err)) => return Err(err),
+                Err(Attempt::Fatal(err)) => {
+                    trace::record_failure(&span, &err, elapsed_ms);
+                    return Err(err);
+                }
                 Err(Attempt::Failed(failure, err)) => {
-                    tracing::debug!(method = %call.method, url = %call.url, elapsed_ms, attempts, error = %err, "contree request failed");
+                    trace::record_failure(&span, &err, elapsed_ms);
+                    span.in_scope(|| {
+                        tracing::debug!(error.type = %trace::ErrorType(&err), error = %trace::redacted(&err), "contree request failed")
+                    });
                     if err.is_timeout() && call.remaining() == Some(Duration::ZERO) {
                         return Err(deadline_error(call, None, Some(err)));
                     }
@@ -368,6 +396,14 @@ impl Http {
                         return Err(deadline_error(call, hint, Some(last)));
                     }
                     drop(error_response);
+                    span.in_scope(|| {
+                        tracing::info!(
+                            delay_ms = delay.as_millis() as u64,
+                            attempt = attempts,
+                            "contree request retried"
+                        )
+                    });
+                    drop(span);
                     transport::sleep(delay).await
                 }
                 RetryDecision::GiveUp => {
@@ -538,5 +574,58 @@ fn error_message(status: u16, body: &[u8]) -> String {
             .to_string()
     } else {
         text.chars().take(512).collect()
+    }
+}
+
+/// The route template of the path `/v1/<segments>`, with ids as the OpenAPI document names
+/// them, or `None` for a path the API does not have. Matched on the segments the driver
+/// builds its URLs from, so it costs no parsing and no allocation.
+pub(crate) fn route_template(segments: &[&str]) -> Option<&'static str> {
+    Some(match segments {
+        ["whoami"] => "/v1/whoami",
+        ["instances"] => "/v1/instances",
+        ["images"] => "/v1/images",
+        ["images", "import"] => "/v1/images/import",
+        ["images", _, "tag"] => "/v1/images/{imageUUID}/tag",
+        ["files"] => "/v1/files",
+        ["files", _] => "/v1/files/{sha256}",
+        ["operations"] => "/v1/operations",
+        ["operations", _] => "/v1/operations/{operationId}",
+        ["operations", _, "events"] => "/v1/operations/{operationId}/events",
+        ["operations", _, "subprocesses"] => "/v1/operations/{operationId}/subprocesses",
+        ["operations", _, "subprocesses", _] => "/v1/operations/{operationId}/subprocesses/{spid}",
+        ["operations", _, "subprocesses", _, "stdin"] => "/v1/operations/{operationId}/subprocesses/{spid}/stdin",
+        ["inspect"] => "/v1/inspect",
+        ["inspect", ""] => "/v1/inspect/",
+        ["inspect", _] => "/v1/inspect/{imageUUID}",
+        ["inspect", _, ""] => "/v1/inspect/{image_uuid}/",
+        ["inspect", _, "download"] => "/v1/inspect/{image_uuid}/download",
+        ["inspect", _, "archive"] => "/v1/inspect/{image_uuid}/archive",
+        ["inspect", _, "list"] => "/v1/inspect/{image_uuid}/list",
+        ["inspect", _, "grep"] => "/v1/inspect/{image_uuid}/grep",
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod route_tests {
+    use super::route_template;
+
+    #[test]
+    fn templates_hide_ids_and_unknown_paths_have_none() {
+        let id = "0b4f7c1e-8f2a-4d8e-9c51-1d2f3a4b5c6d";
+        assert_eq!(route_template(&["operations", id]), Some("/v1/operations/{operationId}"));
+        assert_eq!(route_template(&["operations", id, "events"]), Some("/v1/operations/{operationId}/events"));
+        assert_eq!(route_template(&["inspect", id, ""]), Some("/v1/inspect/{image_uuid}/"));
+        assert_eq!(route_template(&["inspect", ""]), Some("/v1/inspect/"));
+        assert_eq!(route_template(&["images", "import"]), Some("/v1/images/import"));
+        assert_eq!(route_template(&["images", id, "tag"]), Some("/v1/images/{imageUUID}/tag"));
+        assert_eq!(route_template(&["nope", id]), None);
+        for segments in
+            [&["operations", id][..], &["inspect", id, "list"], &["operations", id, "subprocesses", "2", "stdin"]]
+        {
+            let template = route_template(segments).expect("a known route");
+            assert!(!template.contains(id), "{template}");
+        }
     }
 }

@@ -17,6 +17,7 @@ use super::events::{EventFollower, Followed};
 use super::image::Image;
 use super::paging::Paging;
 use super::progress::Tracker;
+use crate::transport;
 
 crate::flavor::declare! {
     /// The images area of the API. Get it with `client.images()`.
@@ -434,21 +435,14 @@ impl ImportImage {
             tag: Some(tag.clone()),
             timeout: Some(timeout.as_secs().max(1)),
         };
-        let http = self.client.http();
-        let created: contree_core::models::ImageImportResponse =
-            http.json(&http.call(Method::POST, &["images", "import"]).json(&body)?).await?;
-        let op_id = created.uuid.to_string();
-        let op: OperationResponse = match tracker.progress() {
-            None => super::operation::wait(&self.client, &op_id, timeout).await?,
-            Some(progress) => {
-                let deadline = std::time::Instant::now() + timeout;
-                follow_import(&self.client, &op_id, deadline, progress).await?;
-                // The events are over; the status record holds the result (and may lag
-                // the completion event by a moment).
-                let left = deadline.saturating_duration_since(std::time::Instant::now());
-                super::operation::wait(&self.client, &op_id, left.max(Duration::from_secs(5))).await?
-            }
-        };
+        let span = super::trace::OpSpan::import(&body.registry.url);
+        let imported = transport::instrumented!(
+            span.span().clone(),
+            import_and_wait(&self.client, &body, timeout, tracker.progress())
+        )
+        .await;
+        span.end(&imported);
+        let (op_id, op) = imported?;
         if let Some(progress) = tracker.progress()
             && let Some(total) = progress.watcher().total()
         {
@@ -457,9 +451,8 @@ impl ImportImage {
             progress.advance_to(total);
         }
         let result = op.result.unwrap_or_default();
-        let uuid = result
-            .image
-            .ok_or_else(|| Error::operation_failed(op_id.clone(), "the import finished without an image uuid"))?;
+        let uuid =
+            result.image.ok_or_else(|| Error::operation_failed(op_id, "the import finished without an image uuid"))?;
         Ok(Image {
             client: self.client.clone(),
             uuid: Some(uuid),
@@ -469,6 +462,35 @@ impl ImportImage {
             output: None,
         })
     }
+}
+
+/// Starts the import (`POST /images/import`) and waits for its operation, following its events
+/// into `progress` when there is one; returns the operation id and its final record. Runs
+/// inside the `contree.import` span.
+#[crate::maybe]
+async fn import_and_wait(
+    client: &Client,
+    body: &ImageImportRequest,
+    timeout: Duration,
+    progress: Option<&Progress>,
+) -> Result<(String, OperationResponse)> {
+    let http = client.http();
+    let created: contree_core::models::ImageImportResponse =
+        http.json(&http.call(Method::POST, &["images", "import"]).json(body)?).await?;
+    let op_id = created.uuid.to_string();
+    super::trace::record_operation_id(&op_id);
+    let op = match progress {
+        None => super::operation::wait(client, &op_id, timeout).await?,
+        Some(progress) => {
+            let deadline = std::time::Instant::now() + timeout;
+            follow_import(client, &op_id, deadline, progress).await?;
+            // The events are over; the status record holds the result (and may lag the
+            // completion event by a moment).
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            super::operation::wait(client, &op_id, left.max(Duration::from_secs(5))).await?
+        }
+    };
+    Ok((op_id, op))
 }
 
 /// Follows an import's events until its `completion` (or the terminal status, where the

@@ -32,6 +32,7 @@ pub(crate) mod progress;
 pub(crate) mod run;
 pub(crate) mod session;
 pub(crate) mod subprocess;
+pub(crate) mod trace;
 pub(crate) mod upload;
 
 /// A type's own name (the last path segment), for `Debug` output that shows the flavor's

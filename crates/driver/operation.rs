@@ -75,7 +75,7 @@ pub(crate) async fn wait(client: &Client, id: &str, timeout: Duration) -> Result
             // Best effort, and briefly: the caller's deadline has passed already.
             let grace = Some(Instant::now() + Duration::from_millis(500));
             if let Err(e) = cancel_by(client, id, grace).await {
-                tracing::warn!(operation = id, error = %e, "could not cancel the timed-out operation");
+                tracing::warn!(operation = id, error = %super::trace::redacted(&e), "could not cancel the timed-out operation");
             }
             return Err(Error::operation_timed_out(id, spent));
         }
@@ -102,6 +102,7 @@ pub(crate) async fn wait(client: &Client, id: &str, timeout: Duration) -> Result
 
 /// Maps a terminal operation to its outcome.
 pub(crate) fn finished(id: &str, op: OperationResponse) -> Result<OperationResponse> {
+    super::trace::record_operation_status(&op.status);
     match op.status {
         OperationStatus::Success => Ok(op),
         OperationStatus::Cancelled => Err(Error::operation_cancelled(id)),

@@ -25,6 +25,7 @@ use super::events::{EventFollower, Followed};
 use super::image::Image;
 use super::run::{RunSpec, Started};
 use super::subprocess::PreparedExec;
+use super::trace::OpSpan;
 use crate::transport::{self, PipeReader};
 
 crate::flavor::declare! {
@@ -74,21 +75,25 @@ crate::flavor::declare! {
         spec: RunSpec,
         phase: Phase,
         queued: std::collections::VecDeque<RunEvent>,
+        /// The run's `contree.run` span: each step of the events runs in it.
+        op: OpSpan,
     }
 }
 
 impl RunEvents {
     pub(crate) fn new(image: Image, spec: RunSpec) -> Self {
-        RunEvents { image, spec, phase: Phase::NotStarted, queued: Default::default() }
+        let op = OpSpan::run(&image);
+        RunEvents { image, spec, phase: Phase::NotStarted, queued: Default::default(), op }
     }
 
-    pub(crate) fn from_started(image: Image, spec: RunSpec, started: Started) -> Self {
+    pub(crate) fn from_started(image: Image, spec: RunSpec, started: Started, op: OpSpan) -> Self {
         let follower = EventFollower::new(image.client.clone(), started.op_id.clone()).deadline(Some(started.deadline));
         RunEvents {
             image,
             spec,
             phase: Phase::Following(Box::new(Following { started, follower, polled: None, seen: Seen::default() })),
             queued: Default::default(),
+            op,
         }
     }
 
@@ -110,6 +115,18 @@ impl RunEvents {
     /// The next event; `None` after `Finished`.
     #[crate::maybe]
     pub async fn next_event(&mut self) -> Result<Option<RunEvent>> {
+        let span = self.op.span().clone();
+        let next = transport::instrumented!(span, self.next_event_in_span()).await;
+        match &next {
+            Ok(Some(RunEvent::Finished(image))) => self.op.succeeded(image),
+            Err(e) => self.op.failed(e),
+            Ok(_) => {}
+        }
+        next
+    }
+
+    #[crate::maybe]
+    async fn next_event_in_span(&mut self) -> Result<Option<RunEvent>> {
         loop {
             if let Some(e) = self.queued.pop_front() {
                 return Ok(Some(e));
@@ -316,14 +333,21 @@ impl std::fmt::Debug for Process {
 impl Process {
     #[crate::maybe]
     pub(crate) async fn start(image: &Image, spec: &RunSpec) -> Result<Process> {
-        let started = super::run::start(image, spec).await?;
+        let op = OpSpan::run(image);
+        let started = match transport::instrumented!(op.span().clone(), super::run::start(image, spec)).await {
+            Ok(started) => started,
+            Err(e) => {
+                op.failed(&e);
+                return Err(e);
+            }
+        };
         let op_id = started.op_id.clone();
         let (out_tx, out_rx) = mpsc::unbounded_channel();
         let (err_tx, err_rx) = mpsc::unbounded_channel();
         let (done_tx, done_rx) = oneshot::channel();
         let stop = Arc::new(AtomicBool::new(false));
         let driver = ProcessDriver {
-            events: RunEvents::from_started(image.clone(), spec.clone(), started),
+            events: RunEvents::from_started(image.clone(), spec.clone(), started, op),
             stdout: out_tx,
             stderr: err_tx,
             done: done_tx,

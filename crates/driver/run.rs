@@ -759,7 +759,9 @@ pub(crate) async fn start(image: &Image, spec: &RunSpec) -> Result<Started> {
     let spawn = http.call(Method::POST, &["instances"]).json(&body)?.deadline(Some(deadline));
     let created: InstanceSpawnResponse = http.json(&spawn).await?;
     let op_id = created.uuid.to_string();
-    tracing::debug!(operation = %op_id, command = %spec.command, "run started");
+    super::trace::record_operation_id(&op_id);
+    // The command stays out of logs: it is part of the request body and may hold secrets.
+    tracing::debug!(operation = %op_id, "run started");
     Ok(Started { op_id: op_id.clone(), deadline, guard: CancelGuard::new(client.clone(), op_id) })
 }
 
@@ -778,9 +780,17 @@ fn default_mode(path: &Path) -> u32 {
     0o644
 }
 
-/// Executes a run to the end.
+/// Executes a run to the end, in a `contree.run` span.
 #[crate::maybe]
 pub(crate) async fn execute(image: &Image, spec: &RunSpec) -> Result<Image> {
+    let op = super::trace::OpSpan::run(image);
+    let result = transport::instrumented!(op.span().clone(), execute_in_span(image, spec)).await;
+    op.end_run(&result);
+    result
+}
+
+#[crate::maybe]
+async fn execute_in_span(image: &Image, spec: &RunSpec) -> Result<Image> {
     let started = start(image, spec).await?;
     let mut follower = EventFollower::new(image.client.clone(), started.op_id.clone()).deadline(Some(started.deadline));
     let mut polled = None;

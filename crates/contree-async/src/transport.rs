@@ -22,6 +22,16 @@ pub(crate) fn apply_timeout(req: RequestBuilder, timeout: crate::driver::http::T
     }
 }
 
+/// `$fut` run inside `$span`: a future to `.await` (the blocking flavor's twin enters the
+/// span around the call instead). Never an `Entered` guard across an `.await`: the span is
+/// entered on each poll only.
+macro_rules! instrumented {
+    ($span:expr, $fut:expr) => {
+        ::tracing::Instrument::instrument($fut, $span)
+    };
+}
+pub(crate) use instrumented;
+
 /// Any byte source a user can hand us: `tokio::io::AsyncRead`.
 pub type DynRead = Box<dyn AsyncRead + Send + Unpin + 'static>;
 /// Any byte sink a user can hand us: `tokio::io::AsyncWrite`.
@@ -267,11 +277,11 @@ pub(crate) async fn upload_all(
 pub(crate) fn cancel_in_background(client: crate::driver::client::Client, op_id: String) {
     match tokio::runtime::Handle::try_current() {
         Ok(handle) => {
-            handle.spawn(async move {
+            handle.spawn(carry(async move {
                 if let Err(e) = crate::driver::operation::cancel(&client, &op_id).await {
-                    tracing::debug!(operation = %op_id, error = %e, "background cancel failed");
+                    tracing::debug!(operation = %op_id, error = %crate::driver::trace::redacted(&e), "background cancel failed");
                 }
-            });
+            }));
         }
         Err(_) => tracing::warn!(operation = %op_id, "no tokio runtime to cancel the dropped operation"),
     }
@@ -279,7 +289,14 @@ pub(crate) fn cancel_in_background(client: crate::driver::client::Client, op_id:
 
 /// Runs a process's event follower on a background task.
 pub(crate) fn spawn_driver(driver: crate::driver::process::ProcessDriver) {
-    tokio::spawn(driver.run());
+    tokio::spawn(carry(driver.run()));
+}
+
+/// `fut` with the caller's span and its (maybe thread-local) subscriber, so a task spawned
+/// for an operation stays in the operation's span tree, whichever worker thread polls it.
+fn carry<F: std::future::Future>(fut: F) -> impl std::future::Future<Output = F::Output> {
+    use tracing::instrument::WithSubscriber;
+    tracing::Instrument::in_current_span(fut).with_current_subscriber()
 }
 
 /// Follows an extra process (`exec`) on a task of its own.

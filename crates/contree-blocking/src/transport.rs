@@ -26,6 +26,17 @@ pub(crate) fn apply_timeout(req: RequestBuilder, timeout: crate::driver::http::T
     }
 }
 
+/// `$call` run inside `$span`, entered around it: in this flavor a call is done when it
+/// returns (the async flavor's twin instruments the future instead).
+macro_rules! instrumented {
+    ($span:expr, $call:expr) => {{
+        let span = $span;
+        let _entered = span.enter();
+        $call
+    }};
+}
+pub(crate) use instrumented;
+
 /// Any byte source a user can hand us: `std::io::Read`.
 pub type DynReadSync = Box<dyn Read + Send + 'static>;
 /// Any byte sink a user can hand us: `std::io::Write`.
@@ -359,7 +370,7 @@ pub(crate) fn upload_all(
     }
     std::thread::scope(|scope| {
         let handles: Vec<_> =
-            sources.into_iter().map(|(i, src)| scope.spawn(move || files.upload(src).map(|f| (i, f)))).collect();
+            sources.into_iter().map(|(i, src)| scope.spawn(carry(move || files.upload(src).map(|f| (i, f))))).collect();
         handles
             .into_iter()
             .map(|h| {
@@ -369,13 +380,21 @@ pub(crate) fn upload_all(
     })
 }
 
+/// `f` wrapped to run on another thread in the caller's span and with the caller's (maybe
+/// thread-local) subscriber, so work moved to a thread stays in the operation's span tree.
+fn carry<T>(f: impl FnOnce() -> T) -> impl FnOnce() -> T {
+    let span = tracing::Span::current();
+    let dispatch = tracing::dispatcher::get_default(|d| d.clone());
+    move || tracing::dispatcher::with_default(&dispatch, || span.in_scope(f))
+}
+
 /// Cancels an operation on a short-lived thread, so `Drop` never blocks.
 pub(crate) fn cancel_in_background(client: crate::driver::client::Client, op_id: String) {
-    let spawned = std::thread::Builder::new().name("contree-cancel".into()).spawn(move || {
+    let spawned = std::thread::Builder::new().name("contree-cancel".into()).spawn(carry(move || {
         if let Err(e) = crate::driver::operation::cancel(&client, &op_id) {
-            tracing::debug!(operation = %op_id, error = %e, "background cancel failed");
+            tracing::debug!(operation = %op_id, error = %crate::driver::trace::redacted(&e), "background cancel failed");
         }
-    });
+    }));
     if let Err(e) = spawned {
         tracing::warn!(error = %e, "could not start a thread to cancel a dropped operation");
     }
@@ -383,7 +402,7 @@ pub(crate) fn cancel_in_background(client: crate::driver::client::Client, op_id:
 
 /// Runs a process's event follower on a background thread.
 pub(crate) fn spawn_driver(driver: crate::driver::process::ProcessDriver) {
-    let spawned = std::thread::Builder::new().name("contree-popen".into()).spawn(move || driver.run());
+    let spawned = std::thread::Builder::new().name("contree-popen".into()).spawn(carry(move || driver.run()));
     if let Err(e) = spawned {
         // Without the thread the process's outcome channel closes, and wait() reports it.
         tracing::warn!(error = %e, "could not start the popen follower thread");

@@ -13,6 +13,7 @@ pub(crate) mod params;
 pub(crate) mod serve;
 pub(crate) mod spawn_fields;
 pub(crate) mod subprocesses;
+pub(crate) mod trace;
 pub(crate) mod whoami;
 
 use std::sync::Arc;
@@ -24,7 +25,6 @@ use axum::routing::{get, patch, post};
 use tower_http::compression::CompressionLayer;
 use tower_http::compression::predicate::{DefaultPredicate, Predicate, SizeAbove};
 use tower_http::decompression::RequestDecompressionLayer;
-use tower_http::trace::TraceLayer;
 use uuid::Uuid;
 
 use crate::ops::Ops;
@@ -68,6 +68,7 @@ pub(crate) fn router(state: AppState, token: auth::TokenCheck) -> Router {
         .route("/inspect/{image}/archive", get(inspect::archive).head(inspect::archive_head))
         .route("/inspect/{image}/list", get(inspect::list))
         .route("/inspect/{image}/grep", get(inspect::grep))
+        .route_layer(axum::middleware::from_fn(trace::record_route))
         .fallback(error::fallback)
         .with_state(state);
     Router::new()
@@ -79,8 +80,9 @@ pub(crate) fn router(state: AppState, token: auth::TokenCheck) -> Router {
         // Event streams are excluded by the default predicate; they gzip themselves with a
         // sync flush per event (see `events`).
         .layer(CompressionLayer::new().compress_when(DefaultPredicate::new().and(SizeAbove::new(COMPRESS_ABOVE))))
-        .layer(TraceLayer::new_for_http())
         .layer(axum::middleware::map_response(move |resp| listener::close_when_short(resp, fd_reserve)))
+        // Outermost: the span covers everything, refused tokens and unknown routes included.
+        .layer(axum::middleware::from_fn(trace::request_span))
 }
 
 /// Bodies up to this size go out as they are. An operation record (~1.4 KB) or a spawn answer

@@ -142,7 +142,9 @@ pub(crate) fn import(ops: &Arc<Ops>, req: ImageImportRequest) -> Result<Uuid, Ap
         return Ok(uuid);
     };
     let ops = ops.clone();
-    tokio::runtime::Handle::current().spawn(run_registry_import(ops, live, record, source));
+    let span = live.span.clone();
+    tokio::runtime::Handle::current()
+        .spawn(tracing::Instrument::instrument(run_registry_import(ops, live, record, source), span));
     Ok(uuid)
 }
 

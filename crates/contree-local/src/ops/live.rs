@@ -22,6 +22,21 @@ use super::run::StreamCap;
 /// its creation, queued ones included: 1,024 slots were ~40 KB per run in flight.
 const FANOUT_CAPACITY: usize = 64;
 
+/// The span of operation `uuid`, following from the current span (the spawn request's).
+fn operation_span(uuid: Uuid, kind: &OperationKind) -> tracing::Span {
+    let span = tracing::info_span!(
+        parent: None,
+        "contree.operation",
+        contree.operation.id = %uuid,
+        contree.operation.kind = ?kind,
+        contree.operation.status = tracing::field::Empty,
+        contree.duration_ms = tracing::field::Empty,
+        otel.status_code = tracing::field::Empty,
+    );
+    span.follows_from(tracing::Span::current());
+    span
+}
+
 /// Why an operation is being stopped early.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum StopReason {
@@ -65,11 +80,16 @@ pub(crate) struct LiveOp {
     pub stdin: Mutex<StreamCap>,
     /// Its extra processes (spid ≥ 2).
     pub subprocs: super::subproc::Subprocs,
+    /// Its `contree.operation` span: a root (the operation outlives the request that made it,
+    /// which it follows from), entered by whatever works on the operation; the sandbox's
+    /// phases are its children.
+    pub span: tracing::Span,
 }
 
 impl LiveOp {
     pub fn new(uuid: Uuid, kind: OperationKind, stdin_open: bool, truncate_at: u64) -> Arc<Self> {
         let (tx, _) = broadcast::channel(FANOUT_CAPACITY);
+        let span = operation_span(uuid, &kind);
         Arc::new(LiveOp {
             uuid,
             kind,
@@ -88,6 +108,7 @@ impl LiveOp {
             stop_notify: Notify::new(),
             stdin: Mutex::new(StreamCap::new(StreamName::Stdin, truncate_at)),
             subprocs: Default::default(),
+            span,
         })
     }
 

@@ -228,35 +228,40 @@ impl Ops {
             return Err(e);
         }
         let ops = self.clone();
-        tokio::spawn(async move {
-            let permit = tokio::select! {
-                p = ops.queue.clone().acquire_owned() => p.ok(),
-                _ = live.stop_notify.notified() => None,
-            };
-            // Started or stopped, the run no longer waits in the queue.
-            drop(slot);
-            let Some(permit) = permit else {
-                // Stopped while queued: nothing ran.
-                let outcome = stopped_outcome(live.stop_reason());
+        let span = live.span.clone();
+        tokio::spawn(tracing::Instrument::instrument(
+            async move {
+                let permit = tokio::select! {
+                    p = ops.queue.clone().acquire_owned() => p.ok(),
+                    _ = live.stop_notify.notified() => None,
+                };
+                // Started or stopped, the run no longer waits in the queue.
+                drop(slot);
+                let Some(permit) = permit else {
+                    // Stopped while queued: nothing ran.
+                    let outcome = stopped_outcome(live.stop_reason());
+                    let ops2 = ops.clone();
+                    let _ = tokio::task::spawn_blocking(move || ops2.finish(&live, record, outcome)).await;
+                    return;
+                };
                 let ops2 = ops.clone();
-                let _ = tokio::task::spawn_blocking(move || ops2.finish(&live, record, outcome)).await;
-                return;
-            };
-            let ops2 = ops.clone();
-            let live2 = live.clone();
-            let rec2 = record.clone();
-            let joined = tokio::task::spawn_blocking(move || {
-                let outcome = run::execute(&ops2, &live2, plan, &rec2);
-                drop(permit);
-                ops2.finish(&live2, rec2, outcome);
-            })
-            .await;
-            if let Err(e) = joined {
-                // The run panicked: still end the operation, so no follower waits forever.
-                let outcome = Outcome::failed(format!("the run crashed: {e}"));
-                let _ = tokio::task::spawn_blocking(move || ops.finish(&live, record, outcome)).await;
-            }
-        });
+                let live2 = live.clone();
+                let rec2 = record.clone();
+                let joined = tokio::task::spawn_blocking(move || {
+                    let _in_operation = live2.span.enter();
+                    let outcome = run::execute(&ops2, &live2, plan, &rec2);
+                    drop(permit);
+                    ops2.finish(&live2, rec2, outcome);
+                })
+                .await;
+                if let Err(e) = joined {
+                    // The run panicked: still end the operation, so no follower waits forever.
+                    let outcome = Outcome::failed(format!("the run crashed: {e}"));
+                    let _ = tokio::task::spawn_blocking(move || ops.finish(&live, record, outcome)).await;
+                }
+            },
+            span,
+        ));
         Ok((uuid, meta))
     }
 
@@ -310,6 +315,12 @@ impl Ops {
             let _ = self.store.update_operation(&record);
         }
         live.set_status(record.status);
+        live.span.record("contree.operation.status", tracing::field::display(record.status));
+        live.span.record("contree.duration_ms", duration_ms);
+        live.span.record("otel.status_code", if success { "OK" } else { "ERROR" });
+        live.span.in_scope(
+            || tracing::debug!(operation = %live.uuid, status = %record.status, duration_ms, "operation finished"),
+        );
         // Only now that the store has the final record may followers see the completion:
         // a client reading the operation right after it gets the terminal status.
         live.publish(completion);

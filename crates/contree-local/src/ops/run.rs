@@ -178,9 +178,12 @@ pub(crate) fn execute(ops: &Ops, live: &Arc<LiveOp>, plan: RunPlan, record: &Ope
         })
     };
 
+    // The sandbox's phases (spawn, run, finish) are spans under the operation's.
+    let phase = tracing::info_span!("sandbox.spawn", error.type = tracing::field::Empty).entered();
     let sb = match spawn_when_fds_allow(live, &run_dir, create_run_dir, plan.files.len(), make_spec) {
         Ok(sb) => sb,
         Err(e) => {
+            phase.record("error.type", "spawn_failed");
             live.push(Some(0), &init(0));
             let msg = format!("could not start the command: {e}");
             live.push(Some(0), &EventPayload::Stderr(EventDataStream::from_bytes(format!("{msg}\n").as_bytes())));
@@ -198,8 +201,16 @@ pub(crate) fn execute(ops: &Ops, live: &Arc<LiveOp>, plan: RunPlan, record: &Ope
     let Some(events) = sb.take_events() else {
         return Outcome::failed("the sandbox's events were already taken");
     };
+    drop(phase);
     let sb: Arc<RunningSandbox> = Arc::new(sb);
     let pid = sb.pid();
+    let phase = tracing::info_span!(
+        "sandbox.run",
+        process.exit.code = tracing::field::Empty,
+        contree.timed_out = tracing::field::Empty,
+        contree.oom_killed = tracing::field::Empty,
+    )
+    .entered();
     live.push(Some(0), &init(pid));
     live.push(
         Some(1),
@@ -295,9 +306,16 @@ pub(crate) fn execute(ops: &Ops, live: &Arc<LiveOp>, plan: RunPlan, record: &Ope
         }
     };
     drop(sb);
+    if let Some(info) = &exit {
+        phase.record("process.exit.code", info.exit_code);
+        phase.record("contree.timed_out", info.timed_out);
+        phase.record("contree.oom_killed", info.oom_killed);
+    }
+    drop(phase);
 
     // The upper dir: a new image, the source image, or nothing.
-    let keep = outcome.status == OperationStatus::Success && !plan.disposable;
+    let phase = tracing::info_span!("sandbox.finish", contree.kept_image = keep_image(&outcome, &plan)).entered();
+    let keep = keep_image(&outcome, &plan);
     match sandbox::finish(&run_dir) {
         Err(e) => {
             if keep {
@@ -314,11 +332,17 @@ pub(crate) fn execute(ops: &Ops, live: &Arc<LiveOp>, plan: RunPlan, record: &Ope
         Ok(_) => {}
     }
     cleanup(&run_dir);
+    drop(phase);
     live.push(Some(0), &EventPayload::Shutdown(EventDataShutdown { stopped_at: now_ts(), reason }));
     if outcome.status != OperationStatus::Success && stop == Some(StopReason::Cancelled) {
         outcome.error = Some("cancelled".to_owned());
     }
     outcome
+}
+
+/// Whether the run's filesystem is kept as its result (what `sandbox.finish` records).
+fn keep_image(outcome: &Outcome, plan: &RunPlan) -> bool {
+    outcome.status == OperationStatus::Success && !plan.disposable
 }
 
 /// The run's result image: the source image when nothing changed, else a new image (its

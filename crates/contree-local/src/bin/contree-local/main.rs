@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! contree-local --data-dir ~/.local/share/contree-local --bind 127.0.0.1:8080 [--token-file PATH] [--no-networking]
-//!               [--run-memory 2G] [--run-pids 1024] [--run-cpus 1.5]
+//!               [--run-memory 2G] [--run-pids 1024] [--run-cpus 1.5] [--log-format text|json]
 //! ```
 //! The token is never taken from the command line (every host user can read it there): it
 //! comes from `--token-file`, `CONTREE_LOCAL_TOKEN`, or is generated into `<data-dir>/token`
@@ -89,6 +89,42 @@ struct Args {
     /// The most an imported image may unpack to (`BYTES`, `512M`, `20G`); default 12G.
     #[arg(long, value_name = "SIZE", value_parser = parse_import_bytes)]
     max_import_bytes: Option<u64>,
+
+    /// How log lines on stderr are written: `text` (one line each, coloured only on a
+    /// terminal and without NO_COLOR) or `json` (one JSON object per line, with the current
+    /// span's fields). Which lines: RUST_LOG (default `contree_local=info`).
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, env = "CONTREE_LOCAL_LOG_FORMAT")]
+    log_format: LogFormat,
+}
+
+/// Set once JSON logging is on: [`complain`] then logs instead of printing.
+static JSON_LOGS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// The format of the server's log lines.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Logs go to stderr. Colours are for people: a pipe or a file (journald, `2> log`, CI)
+/// gets plain text, and NO_COLOR turns them off on a terminal too.
+fn init_logging(format: LogFormat) {
+    use std::io::IsTerminal;
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "contree_local=info".into());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => {
+            let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+            builder.with_ansi(colour).init()
+        }
+        LogFormat::Json => {
+            builder.json().with_ansi(false).init();
+            JSON_LOGS.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
 }
 
 fn parse_import_bytes(s: &str) -> Result<u64, String> {
@@ -103,9 +139,15 @@ fn announce(line: std::fmt::Arguments<'_>) {
     let _ = out.write_fmt(line).and_then(|()| out.write_all(b"\n")).and_then(|()| out.flush());
 }
 
-/// Like [`announce`], on stderr.
+/// Like [`announce`], on stderr. With `--log-format json` it is a log line like the others
+/// (stderr stays one JSON object per line); command-line mistakes found before logging starts
+/// stay plain, like clap's own.
 fn complain(line: std::fmt::Arguments<'_>) {
     use std::io::Write;
+    if JSON_LOGS.load(std::sync::atomic::Ordering::Relaxed) {
+        tracing::error!("{line}");
+        return;
+    }
     let mut err = std::io::stderr().lock();
     let _ = err.write_fmt(line).and_then(|()| err.write_all(b"\n"));
 }
@@ -176,13 +218,8 @@ fn main() -> ExitCode {
         // SAFETY: single-threaded here: nothing has started a thread or reads the environment.
         unsafe { std::env::remove_var(token::TOKEN_ENV) };
     }
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "contree_local=info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     let args = Args::parse();
+    init_logging(args.log_format);
     if args.token.is_some() {
         complain(format_args!("contree-local: {}", token::TOKEN_FLAG_REFUSED));
         return ExitCode::from(2);
@@ -269,7 +306,7 @@ fn main() -> ExitCode {
         }
         announce(format_args!("data dir: {}", server.data_dir().display()));
         wait_for_signal().await;
-        complain(format_args!("contree-local: shutting down"));
+        tracing::info!("shutting down");
         server.shutdown().await;
         ExitCode::SUCCESS
     })
