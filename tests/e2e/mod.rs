@@ -515,11 +515,23 @@ pub async fn upload_reports_progress_up_to_the_file_size() {
     assert_eq!(now.kind, contree::ProgressKind::Upload);
     assert_eq!(now.phase.as_deref(), Some("uploading"));
 
-    // The same content again is skipped, and counted as done; the progress starts afresh.
+    // The same content again ends at the total. A file this large is hashed while it is
+    // posted, so whether the lookup (phase "already on the server") or the POST finishes
+    // first is a race; the skip itself is checked below with a file hashed before sending.
     let again = client.files().upload_with_progress(path.as_path(), &progress).await.expect("upload again");
     assert_eq!(again.sha256, stored.sha256);
     let now = watch.snapshot();
-    assert_eq!((now.done, now.total, now.finished), (size as u64, Some(size as u64), true));
+    assert_eq!((now.done, now.total, now.finished, now.failed), (size as u64, Some(size as u64), true, false));
+
+    // A file under the pipelining threshold is hashed first: the same content again is
+    // skipped without a POST, and counted as done; the progress starts afresh.
+    let small = dir.path().join("small.bin");
+    std::fs::write(&small, &content[..1024 * 1024]).unwrap();
+    client.files().upload(small.as_path()).await.expect("small upload");
+    let (progress, watch, _seen) = recorded_progress();
+    client.files().upload_with_progress(small.as_path(), &progress).await.expect("small upload again");
+    let now = watch.snapshot();
+    assert_eq!((now.done, now.total, now.finished), (1024 * 1024, Some(1024 * 1024), true));
     assert_eq!(now.phase.as_deref(), Some("already on the server"));
 
     // Bytes in memory are counted too.

@@ -67,6 +67,20 @@ pub(crate) fn within<T>(limit: Duration, work: impl FnOnce() -> T) -> Option<T> 
 /// was sent), or a timeout. `idle` is the limit the request was sent with (blocking reqwest
 /// applies it to every read); it only names the limit in the error.
 pub(crate) fn next_chunk(resp: &mut Response, idle: Duration) -> Result<Option<Bytes>> {
+    let mut buf = vec![0u8; 64 * 1024];
+    Ok(read_some(resp, &mut buf, idle)?.map(|n| {
+        if n >= buf.len() / 2 {
+            buf.truncate(n);
+            Bytes::from(buf)
+        } else {
+            // A short read would otherwise keep the whole 64 KiB allocation alive.
+            Bytes::copy_from_slice(&buf[..n])
+        }
+    }))
+}
+
+/// Reads what is there into `buf`: `Some(n)` bytes, or `None` at the end of the body.
+fn read_some(resp: &mut Response, buf: &mut [u8], idle: Duration) -> Result<Option<usize>> {
     let silent = || {
         if idle.is_zero() {
             "the server sent no data in time".to_string()
@@ -74,14 +88,10 @@ pub(crate) fn next_chunk(resp: &mut Response, idle: Duration) -> Result<Option<B
             format!("the server sent no data for {:.1}s", idle.as_secs_f64())
         }
     };
-    let mut buf = vec![0u8; 64 * 1024];
     loop {
-        match resp.read(&mut buf) {
+        match resp.read(buf) {
             Ok(0) => return Ok(None),
-            Ok(n) => {
-                buf.truncate(n);
-                return Ok(Some(Bytes::from(buf)));
-            }
+            Ok(n) => return Ok(Some(n)),
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(e) if e.kind() == std::io::ErrorKind::TimedOut => return Err(Error::timeout(silent())),
             Err(e) => {
@@ -97,6 +107,14 @@ pub(crate) fn next_chunk(resp: &mut Response, idle: Duration) -> Result<Option<B
     }
 }
 
+/// An event stream's reads: frames are small, and a client following a thousand runs has a
+/// thousand reader threads blocked in a read, each holding its buffer.
+const EVENT_READ_BUFFER: usize = 8 * 1024;
+
+/// The event reader thread only waits on reqwest's channel and copies bytes: a small stack
+/// is plenty (the default is 2 MiB of address space per thread).
+const EVENT_READER_STACK: usize = 256 * 1024;
+
 /// An event stream's body, read with a bound that may shrink from one read to the next
 /// (the caller's deadline comes closer).
 ///
@@ -111,15 +129,18 @@ pub(crate) struct EventBody {
 /// Starts the reader thread of an event stream's response.
 pub(crate) fn event_body(mut resp: Response) -> EventBody {
     let (tx, rx) = std::sync::mpsc::sync_channel(16);
-    let spawned = std::thread::Builder::new().name("contree-events".into()).spawn(move || {
-        loop {
-            let chunk = next_chunk(&mut resp, Duration::ZERO);
-            let more = matches!(chunk, Ok(Some(_)));
-            if tx.send(chunk).is_err() || !more {
-                break;
+    let spawned =
+        std::thread::Builder::new().name("contree-events".into()).stack_size(EVENT_READER_STACK).spawn(move || {
+            let mut buf = vec![0u8; EVENT_READ_BUFFER];
+            loop {
+                let chunk = read_some(&mut resp, &mut buf, Duration::ZERO)
+                    .map(|n| n.map(|n| Bytes::copy_from_slice(&buf[..n])));
+                let more = matches!(chunk, Ok(Some(_)));
+                if tx.send(chunk).is_err() || !more {
+                    break;
+                }
             }
-        }
-    });
+        });
     if let Err(e) = spawned {
         // Without the thread the channel is closed: the first read reports it and the
         // follower reconnects.
