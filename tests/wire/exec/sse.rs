@@ -134,8 +134,10 @@ pub async fn gzip_compressed_event_stream_is_read() {
     let events: Vec<RunEvent> =
         crate::flavor::collect_events(&run).await.into_iter().collect::<Result<_, _>>().expect("events");
     assert_eq!(names(&events), ["stdout:zipped\n", "stderr:also zipped\n", "exit:0", "finished"]);
+    // The client asks for events uncompressed (one deflate block per event costs more CPU than
+    // it saves), and still reads a stream a server gzips anyway.
     let connect = &mock.requests_to("GET", &fake::events_path(OP))[0];
-    assert!(fake::header(connect, "accept-encoding").unwrap_or_default().contains("gzip"), "the client asks for gzip");
+    assert_eq!(fake::header(connect, "accept-encoding").as_deref(), Some("identity"), "the client asks for identity");
 }
 
 #[crate::maybe]
